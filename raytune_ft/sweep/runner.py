@@ -1,0 +1,221 @@
+"""`raytune-ft tune`: a Ray Tune sweep whose trials each run their own TorchTrainer."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from raytune_ft.errors import UserError
+from raytune_ft.launch.local_ray import ray_session
+from raytune_ft.run_folder import latest_run_dir, new_run_dir, spec_yaml, write_atomic, write_json
+from raytune_ft.spec import validate_spec
+from raytune_ft.spec.experiment import ExperimentSpec
+from raytune_ft.sweep.registry import make_scheduler, make_searcher
+from raytune_ft.sweep.space import apply_params, param_space
+from raytune_ft.train.runner import build_trainer, evaluate_remote, preflight, resolve_use_gpu
+
+TUNE_DIR = "ray-tune"
+CHECKPOINT_PATH_KEY = "checkpoint_path"  # added to Tune results by TuneReportCallback
+DRIVER_CPUS = 0.01  # a trial driver only waits on its TorchTrainer
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    run_dir: Path
+    summary: dict[str, Any]
+
+
+def trial_driver(
+    params: dict[str, Any], base_spec: dict[str, Any], sweep_dir: str, use_gpu: bool
+) -> None:
+    """One Tune trial: the sampled params applied to the spec, trained by a TorchTrainer.
+
+    Ray Train V2 pattern: TuneReportCallback turns each rank-0 train report into a Tune result,
+    so schedulers see every evaluation and can stop the trial early.
+    """
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    spec = validate_spec(apply_params(base_spec, params))
+    trial_id = tune.get_context().get_trial_id()
+    trial_dir = Path(sweep_dir) / "trials" / trial_id
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(trial_dir / "spec.yaml", spec_yaml(spec))
+    trainer = build_trainer(
+        spec, use_gpu, trial_dir, trial_dir, "ray-train", callbacks=[TuneReportCallback()]
+    )
+    trainer.fit()
+
+
+def max_concurrent(spec: ExperimentSpec, use_gpu: bool) -> int:
+    """How many trials fit at once: the cluster's CPUs (or GPUs) over one trial's needs."""
+    import ray
+
+    assert spec.sweep is not None
+    if spec.sweep.max_concurrent_trials is not None:
+        return spec.sweep.max_concurrent_trials
+    resources = ray.cluster_resources()
+    if use_gpu:
+        fit = int(resources.get("GPU", 0)) // spec.scaling.num_workers
+    else:
+        local = spec.cluster.address == "local"
+        cores = (os.cpu_count() or 1) if local else resources.get("CPU", 0)
+        fit = int(cores // (spec.scaling.num_workers * spec.scaling.cpus_per_worker))
+    return max(1, min(fit, spec.sweep.num_samples))
+
+
+def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
+    from ray import tune
+
+    if spec.sweep is None:
+        raise UserError("sweep: the spec has no sweep section; use `raytune-ft train` instead")
+    started = time.time()
+    data = preflight(spec)
+    evaluations_per_trial = _check_space(spec, len(data.train))
+
+    if resume:
+        sweep_dir = latest_run_dir(spec.storage.path, spec.name, "tune")
+        if sweep_dir is None or not (sweep_dir / TUNE_DIR).exists():
+            raise UserError(
+                f"--resume: no earlier sweep of {spec.name!r} under {spec.storage.path}"
+            )
+    else:
+        sweep_dir = new_run_dir(spec.storage.path, spec.name, "tune")
+        write_atomic(sweep_dir / "spec.yaml", spec_yaml(spec))
+
+    cpus = spec.scaling.num_workers * spec.scaling.cpus_per_worker
+    with ray_session(spec.cluster, cpus):
+        use_gpu = resolve_use_gpu(spec)
+        trainable = tune.with_resources(
+            tune.with_parameters(
+                trial_driver,
+                base_spec=spec.model_dump(mode="json"),
+                sweep_dir=str(sweep_dir),
+                use_gpu=use_gpu,
+            ),
+            {"CPU": DRIVER_CPUS},
+        )
+        if resume:
+            tuner = tune.Tuner.restore(
+                str(sweep_dir / TUNE_DIR), trainable=trainable, resume_errored=True
+            )
+        else:
+            tuner = tune.Tuner(
+                trainable,
+                param_space=param_space(spec.sweep.space),
+                tune_config=tune.TuneConfig(
+                    metric=spec.train.metric,
+                    mode=spec.train.metric_mode,
+                    search_alg=make_searcher(spec),
+                    scheduler=make_scheduler(spec, evaluations_per_trial),
+                    num_samples=spec.sweep.num_samples,
+                    max_concurrent_trials=max_concurrent(spec, use_gpu),
+                ),
+                run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(sweep_dir)),
+            )
+        grid = tuner.fit()
+        summary = _summarize(spec, grid, sweep_dir, evaluations_per_trial)
+        best_spec = validate_spec(
+            apply_params(spec.model_dump(mode="json"), summary["best_config"])
+        )
+        checkpoint = _best_checkpoint(grid, spec)
+        summary["test_metrics"] = (
+            evaluate_remote(best_spec, checkpoint, use_gpu) if data.test else {}
+        )
+    write_atomic(sweep_dir / "best-spec.yaml", spec_yaml(best_spec, drop={"sweep"}))
+    summary["best_spec"] = str(sweep_dir / "best-spec.yaml")
+    summary["best_checkpoint"] = checkpoint.path
+    summary["wall_time_s"] = round(time.time() - started, 1)
+    write_json(sweep_dir / "summary.json", summary)
+    return SweepOutcome(sweep_dir, summary)
+
+
+def _check_space(spec: ExperimentSpec, num_train_examples: int) -> int:
+    """Check that every bound of the space makes a valid spec, before any trial starts.
+
+    Returns the most evaluations any trial can run (ASHA's max_t): a sampled batch size or
+    epoch count changes it, so the base spec alone would cut long trials short.
+    """
+    assert spec.sweep is not None
+    base = spec.model_dump(mode="json")
+    problems = []
+    most = spec.schedule(num_train_examples).num_evaluations
+    for key, dist in spec.sweep.space.items():
+        values = next(iter(dist.model_dump().values()))
+        for value in values:
+            try:
+                candidate = validate_spec(apply_params(base, {key: value}))
+            except UserError as exc:
+                problems += [
+                    f'sweep.space."{key}" value {value!r}: {line}' for line in exc.problems
+                ]
+                continue
+            most = max(most, candidate.schedule(num_train_examples).num_evaluations)
+    if problems:
+        raise UserError(problems)
+    return most
+
+
+def _summarize(
+    spec: ExperimentSpec, grid: Any, sweep_dir: Path, evaluations_per_trial: int
+) -> dict[str, Any]:
+    metric = spec.train.metric
+    frame = grid.get_dataframe(filter_metric=metric, filter_mode=spec.train.metric_mode)
+    frame.to_csv(sweep_dir / "results.csv", index=False)
+    counts = {"finished": 0, "stopped_early": 0, "errored": 0}
+    for result in grid:
+        if result.error is not None:
+            counts["errored"] += 1
+        elif result.metrics and result.metrics.get("finished"):
+            counts["finished"] += 1
+        else:
+            counts["stopped_early"] += 1
+    try:
+        best = grid.get_best_result(metric=metric, mode=spec.train.metric_mode, scope="all")
+    except RuntimeError as exc:
+        raise RuntimeError(f"no trial reported {metric}: {exc}") from None
+    best_value = best.metrics_dataframe[metric]
+    best_value = best_value.max() if spec.train.metric_mode == "max" else best_value.min()
+    return {
+        "name": spec.name,
+        "metric": metric,
+        "mode": spec.train.metric_mode,
+        "best_validation": float(best_value),
+        "best_config": {k: _plain(v) for k, v in best.config.items()},
+        "best_trial_path": best.path,
+        "trials": counts | {"total": len(grid)},
+        "evaluations_per_trial": evaluations_per_trial,
+    }
+
+
+def _best_checkpoint(grid: Any, spec: ExperimentSpec) -> Any:
+    """The best-scoring checkpoint of the best trial (scope='all': over every evaluation)."""
+    from ray.train import Checkpoint
+
+    best = grid.get_best_result(metric=spec.train.metric, mode=spec.train.metric_mode, scope="all")
+    frame = best.metrics_dataframe.dropna(subset=[CHECKPOINT_PATH_KEY])
+    # Retention keeps the top-k by score; on ties it keeps later ones, so prefer the latest
+    # evaluation among equals, and skip any checkpoint folder that retention already removed.
+    frame = frame[[_may_exist(p) for p in frame[CHECKPOINT_PATH_KEY]]]
+    ascending = spec.train.metric_mode == "min"
+    frame = frame.sort_values(
+        [spec.train.metric, "training_iteration"], ascending=[ascending, False]
+    )
+    if frame.empty:
+        raise RuntimeError(f"the best trial has no checkpoint left: {best.path}")
+    row = frame.iloc[0]
+    return Checkpoint(row[CHECKPOINT_PATH_KEY])
+
+
+def _may_exist(path: str) -> bool:
+    """False only for a local folder that is known to be gone (remote paths are trusted)."""
+    return "://" in path or Path(path).exists()
+
+
+def _plain(value: Any) -> Any:
+    value = value.item() if hasattr(value, "item") else value
+    return value if not isinstance(value, float) or math.isfinite(value) else str(value)

@@ -1,0 +1,49 @@
+"""Pure decisions about how a run executes: precision, DeepSpeed config. No Ray, no torch state."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from raytune_ft.errors import UserError
+from raytune_ft.spec.experiment import ExperimentSpec
+
+Precision = Literal["fp32", "bf16", "fp16"]
+
+
+def resolve_precision(requested: str, on_gpu: bool, gpu_has_bf16: bool) -> Precision:
+    """auto -> bf16 on GPUs that have it, fp32 elsewhere (fp16 loss scaling is opt-in)."""
+    if requested == "auto":
+        return "bf16" if on_gpu and gpu_has_bf16 else "fp32"
+    if requested == "fp16" and not on_gpu:
+        raise UserError("train.precision: fp16 needs a GPU; use bf16 or fp32 on CPU")
+    return requested  # type: ignore[return-value]
+
+
+def deepspeed_config(spec: ExperimentSpec, precision: Precision) -> dict[str, Any]:
+    """The DeepSpeed JSON for this spec. Batch fields derive from the spec, never 'auto'."""
+    ds = spec.deepspeed
+    zero: dict[str, Any] = {"stage": ds.zero_stage}
+    if ds.offload_optimizer == "cpu":
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+    if ds.offload_params == "cpu":
+        zero["offload_param"] = {"device": "cpu", "pin_memory": True}
+    if ds.zero_stage == 3:
+        # Lets rank 0 write a whole HF model at each checkpoint.
+        zero["stage3_gather_16bit_weights_on_model_save"] = True
+    config: dict[str, Any] = {
+        "train_batch_size": spec.global_batch_size,
+        "train_micro_batch_size_per_gpu": spec.train.micro_batch_size,
+        "gradient_accumulation_steps": spec.train.gradient_accumulation_steps,
+        "zero_optimization": zero,
+        # We pass a torch AdamW: DeepSpeed's own would JIT-compile fused Adam (~80 s on CPU).
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+    if spec.train.max_grad_norm > 0:
+        config["gradient_clipping"] = spec.train.max_grad_norm
+    if precision == "bf16":
+        config["bf16"] = {"enabled": True}
+    elif precision == "fp16":
+        config["fp16"] = {"enabled": True, "loss_scale": 0, "initial_scale_power": 16}
+    return config

@@ -1,0 +1,141 @@
+"""`raytune-ft train`: one finetune on Ray Train, from spec to run folder."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from raytune_ft.data.prepare import PreparedData, prepare_data
+from raytune_ft.errors import UserError
+from raytune_ft.launch.local_ray import cluster_has_gpus, ray_session
+from raytune_ft.modeling.loading import load_tokenizer
+from raytune_ft.run_folder import copy_tree_atomic, new_run_dir, spec_yaml, write_atomic, write_json
+from raytune_ft.spec.experiment import ExperimentSpec
+from raytune_ft.train.loop import MODEL_DIR, WorkerArgs, train_worker
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    run_dir: Path
+    summary: dict[str, Any]
+
+
+def preflight(spec: ExperimentSpec) -> PreparedData:
+    """Fail on bad data or a bad model name here, in seconds, not inside a Ray worker."""
+    data = prepare_data(spec.data, spec.seed)
+    load_tokenizer(spec.model)
+    return data
+
+
+def resolve_use_gpu(spec: ExperimentSpec) -> bool:
+    wanted = spec.scaling.use_gpu
+    has = cluster_has_gpus()
+    if wanted is True and not has:
+        raise UserError("scaling.use_gpu: true, but the Ray cluster has no GPUs")
+    return has if wanted == "auto" else bool(wanted)
+
+
+def build_trainer(
+    spec: ExperimentSpec,
+    use_gpu: bool,
+    run_dir: Path,
+    storage_path: Path,
+    name: str,
+    callbacks: list[Any] | None = None,
+) -> Any:
+    """A TorchTrainer for this spec; checkpoints kept by the spec's metric."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    return TorchTrainer(
+        train_worker,
+        train_loop_config=asdict(
+            WorkerArgs(spec=spec.model_dump(mode="json"), run_dir=str(run_dir), use_gpu=use_gpu)
+        ),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=spec.scaling.num_workers,
+            use_gpu=use_gpu,
+            resources_per_worker={"CPU": spec.scaling.cpus_per_worker}
+            | ({"GPU": 1} if use_gpu else {}),
+        ),
+        run_config=ray.train.RunConfig(
+            name=name,
+            storage_path=str(storage_path),
+            failure_config=ray.train.FailureConfig(max_failures=spec.scaling.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(
+                num_to_keep=spec.train.keep_checkpoints,
+                checkpoint_score_attribute=spec.train.metric,
+                checkpoint_score_order=spec.train.metric_mode,
+            ),
+            callbacks=callbacks,
+        ),
+    )
+
+
+def evaluate_remote(
+    spec: ExperimentSpec, checkpoint: Any, use_gpu: bool, split: str = "test"
+) -> dict[str, Any]:
+    """Evaluate a Ray checkpoint's model on a split, in a Ray task sized like one worker."""
+    import ray
+
+    @ray.remote(num_cpus=spec.scaling.cpus_per_worker, num_gpus=1 if use_gpu else 0)
+    def _evaluate(spec_dict: dict[str, Any], ckpt: Any, which: str) -> dict[str, Any]:
+        from raytune_ft.evaluation.evaluate import evaluate_model_dir
+
+        typed = ExperimentSpec.model_validate(spec_dict)
+        with ckpt.as_directory() as local:
+            return evaluate_model_dir(typed, Path(local) / MODEL_DIR, which)
+
+    return ray.get(_evaluate.remote(spec.model_dump(mode="json"), checkpoint, split))
+
+
+def best_checkpoint(result: Any, spec: ExperimentSpec) -> tuple[Any, dict[str, Any]]:
+    candidates = [(c, m) for c, m in (result.best_checkpoints or []) if spec.train.metric in m]
+    if not candidates:
+        raise RuntimeError("training reported no checkpoint with " + spec.train.metric)
+    pick = max if spec.train.metric_mode == "max" else min
+    return pick(candidates, key=lambda cm: cm[1][spec.train.metric])
+
+
+def run_training(spec: ExperimentSpec) -> TrainOutcome:
+    started = time.time()
+    data = preflight(spec)
+    schedule = spec.schedule(len(data.train))
+    run_dir = new_run_dir(spec.storage.path, spec.name, "train")
+    write_atomic(run_dir / "spec.yaml", spec_yaml(spec))
+    write_json(
+        run_dir / "data_report.json",
+        {
+            "sizes": data.sizes(),
+            "labels": data.labels,
+            "clean": {k: v.as_dict() for k, v in data.clean_report.items()},
+            "schedule": asdict(schedule),
+        },
+    )
+    cpus = spec.scaling.num_workers * spec.scaling.cpus_per_worker
+    with ray_session(spec.cluster, cpus):
+        use_gpu = resolve_use_gpu(spec)
+        trainer = build_trainer(spec, use_gpu, run_dir, run_dir, "ray-train")
+        result = trainer.fit()
+        checkpoint, best_metrics = best_checkpoint(result, spec)
+        test_metrics = evaluate_remote(spec, checkpoint, use_gpu) if data.test else {}
+    with checkpoint.as_directory() as local:
+        copy_tree_atomic(Path(local) / MODEL_DIR, run_dir / "best-model")
+    summary = {
+        "name": spec.name,
+        "metric": spec.train.metric,
+        "best_validation": best_metrics[spec.train.metric],
+        "best_step": best_metrics.get("step"),
+        "validation_metrics": {k: v for k, v in best_metrics.items() if k.startswith("eval_")},
+        "test_metrics": test_metrics,
+        "best_checkpoint": checkpoint.path,
+        "best_model": str(run_dir / "best-model"),
+        "use_gpu": use_gpu,
+        "num_workers": spec.scaling.num_workers,
+        "data_sizes": data.sizes(),
+        "wall_time_s": round(time.time() - started, 1),
+    }
+    write_json(run_dir / "summary.json", summary)
+    return TrainOutcome(run_dir, summary)

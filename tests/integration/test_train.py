@@ -1,0 +1,140 @@
+"""Ray Train + DeepSpeed on a real local Ray (127.0.0.1), CPU accelerator, gloo."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from helpers import SENTIMENT
+
+from raytune_ft.evaluation.evaluate import evaluate_model_dir
+from raytune_ft.spec import validate_spec
+from raytune_ft.train.runner import run_training
+
+pytestmark = pytest.mark.integration
+
+
+def keyword_spec(tiny_bert: Path, data: Path, storage: Path, **train: object) -> dict:
+    return {
+        "name": "kw",
+        "model": {"name_or_path": str(tiny_bert)},
+        "data": {"train": {"path": str(data)}, "max_length": 16},
+        "train": {
+            "epochs": 4,
+            "micro_batch_size": 16,
+            "learning_rate": 3e-3,
+            "eval_every": 10,
+            "log_every": 1,
+            **train,
+        },
+        "deepspeed": {"zero_stage": 2},
+        "scaling": {"num_workers": 2, "max_failures": 1},
+        "storage": {"path": str(storage)},
+    }
+
+
+def read_steps(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "steps.jsonl").read_text().splitlines()]
+
+
+def test_two_worker_zero2_training_lowers_loss_and_checkpoints(
+    ray_local: None, tiny_bert: Path, keyword_data: Path, tmp_path: Path
+) -> None:
+    spec = validate_spec(keyword_spec(tiny_bert, keyword_data, tmp_path))
+    outcome = run_training(spec)
+    run_dir, summary = outcome.run_dir, outcome.summary
+
+    losses = [s["loss"] for s in read_steps(run_dir) if "loss" in s]
+    assert len(losses) == spec.schedule(640).total_steps == 80  # 640 rows / (2 x 16) x 4 epochs
+    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5, losses
+
+    assert (
+        summary["best_validation"] > 0.9 > summary["validation_metrics"]["eval_majority_accuracy"]
+    )
+    assert summary["test_metrics"]["test_accuracy"] > 0.9
+    # Both ranks' ZeRO-2 optimizer shards are in the checkpoint, beside a plain HF model.
+    checkpoint = Path(summary["best_checkpoint"])
+    shards = sorted(p.name for p in (checkpoint / "deepspeed" / "state").glob("*optim_states.pt"))
+    assert len(shards) == 2, shards
+    assert (checkpoint / "model" / "config.json").exists()
+    # The copied best model evaluates to the same test accuracy on its own, without Ray.
+    again = evaluate_model_dir(spec, run_dir / "best-model", "test")
+    assert again["test_accuracy"] == pytest.approx(summary["test_metrics"]["test_accuracy"])
+    for name in ("spec.yaml", "data_report.json", "summary.json"):
+        assert (run_dir / name).exists()
+
+
+def test_killed_worker_resumes_from_last_checkpoint(
+    ray_local: None, tiny_bert: Path, keyword_data: Path, tmp_path: Path
+) -> None:
+    spec = validate_spec(
+        keyword_spec(tiny_bert, keyword_data, tmp_path, epochs=6, micro_batch_size=8)
+        | {"deepspeed": {"zero_stage": 1}}
+    )
+    outcome: dict = {}
+    thread = threading.Thread(target=lambda: outcome.update(result=run_training(spec)))
+    thread.start()
+
+    killed = None
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and thread.is_alive():
+        checkpoints = list(tmp_path.glob("kw-train-*/ray-train/checkpoint_*"))
+        if checkpoints:
+            workers = [
+                p
+                for p in psutil.process_iter(["cmdline"])
+                if any("RayTrainWorker" in part for part in (p.info["cmdline"] or []))
+            ]
+            if workers:
+                killed = workers[-1].pid
+                os.kill(killed, signal.SIGKILL)
+                break
+        time.sleep(0.2)
+    thread.join(timeout=300)
+    assert killed is not None, "no worker to kill before training ended"
+    assert "result" in outcome, "training did not finish after the worker was killed"
+
+    run_dir = outcome["result"].run_dir
+    steps = read_steps(run_dir)
+    resumed = [s for s in steps if s.get("event") == "resumed"]
+    assert resumed and resumed[0]["step"] > 0, steps[:5]  # restored, not restarted from 0
+    last_step = max(s["step"] for s in steps if "loss" in s)
+    assert last_step == spec.schedule(640).total_steps
+    assert outcome["result"].summary["best_validation"] > 0.9
+
+
+def test_minilm_on_real_reviews_beats_majority_class(ray_local: None, tmp_path: Path) -> None:
+    spec = validate_spec(
+        {
+            "name": "minilm",
+            "model": {"name_or_path": "sentence-transformers/all-MiniLM-L6-v2"},
+            "peft": {
+                "method": "lora",
+                "r": 8,
+                "target_modules": ["query", "key", "value", "dense"],
+            },
+            "data": {
+                "train": {"path": str(SENTIMENT / "*_labelled.txt"), "columns": ["text", "label"]},
+                "max_length": 48,
+                "max_train_samples": 640,
+            },
+            "train": {
+                "epochs": 1,
+                "micro_batch_size": 16,
+                "learning_rate": 1e-3,
+                "eval_every": "epoch",
+            },
+            "deepspeed": {"zero_stage": 2},
+            "scaling": {"num_workers": 1, "cpus_per_worker": 2},
+            "storage": {"path": str(tmp_path)},
+        }
+    )
+    summary = run_training(spec).summary
+    majority = summary["validation_metrics"]["eval_majority_accuracy"]
+    assert summary["best_validation"] >= majority + 0.2, summary

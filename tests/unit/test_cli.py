@@ -1,0 +1,75 @@
+"""Bad input to train/tune fails in the pre-flight, before Ray starts: exit 2, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from helpers import minimal_spec
+from typer.testing import CliRunner
+
+from raytune_ft.cli import app
+
+runner = CliRunner()
+
+
+def spec_file(tmp_path: Path, **sections: object) -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(minimal_spec(storage={"path": str(tmp_path)}, **sections)))
+    return path
+
+
+def error_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("error: ")]
+
+
+def test_train_with_a_malformed_data_row_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "d.tsv").write_text("text\tlabel\ngood\t1\nno label here\n")
+    path = spec_file(tmp_path, data={"train": {"path": str(tmp_path / "d.tsv")}})
+    result = runner.invoke(app, ["train", str(path)])
+    assert result.exit_code == 2
+    assert error_lines(result.output) == [
+        "error: d.tsv:3: expected 2 tsv fields (text, label), found 1".replace(
+            "d.tsv", str(tmp_path / "d.tsv")
+        )
+    ]
+
+
+def test_train_with_an_unknown_model_exits_2(tmp_path: Path) -> None:
+    path = spec_file(tmp_path, model={"name_or_path": "acme/missing"})
+    result = runner.invoke(app, ["train", str(path)])
+    assert result.exit_code == 2
+    assert "model.name_or_path: cannot load 'acme/missing'" in result.output
+
+
+def test_tune_without_sweep_section_exits_2(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["tune", str(spec_file(tmp_path))])
+    assert result.exit_code == 2
+    assert error_lines(result.output) == [
+        "error: sweep: the spec has no sweep section; use `raytune-ft train` instead"
+    ]
+
+
+def test_tune_resume_with_nothing_to_resume_exits_2(tmp_path: Path) -> None:
+    path = spec_file(tmp_path, sweep={"space": {"train.learning_rate": {"choice": [1e-4]}}})
+    result = runner.invoke(app, ["tune", str(path), "--resume"])
+    assert result.exit_code == 2
+    assert "--resume: no earlier sweep of 't'" in result.output
+
+
+def test_console_script_and_module_entry_point(tmp_path: Path) -> None:
+    """A real process: exit code 2, the problem on stderr, no Python traceback."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: t\nmodel: {name_or_path: m}\ndata: {train: {path: x}}\ntrain: {epochs: 0}\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "raytune_ft", "validate", str(bad)], capture_output=True, text=True
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        f"error: {bad}:4: train.epochs: Input should be greater than or equal to 1 (got 0)"
+    )
+    assert "Traceback" not in out.stderr + out.stdout

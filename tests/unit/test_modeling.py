@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from raytune_ft.errors import UserError
+from raytune_ft.modeling.loading import build_model, load_tokenizer, load_trained_model
+from raytune_ft.modeling.sources import resolve_model_source
+from raytune_ft.spec.sections import ModelSpec, PeftSpec
+
+
+def test_minilm_names_resolve_to_packaged_weights() -> None:
+    for name in ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
+        folder = Path(resolve_model_source(name))
+        assert (folder / "model.safetensors").exists()
+    assert resolve_model_source("org/unknown-model") == "org/unknown-model"  # left to the hub
+
+
+def test_hub_id_loads_through_the_hub_cache_offline(tiny_bert: Path, tmp_path: Path) -> None:
+    """The real hub code path (hub id -> huggingface_hub -> cache snapshot), with no network."""
+    commit = "0" * 40
+    snapshot = tmp_path / "hub" / "models--acme--tiny-bert" / "snapshots" / commit
+    shutil.copytree(tiny_bert, snapshot)
+    refs = snapshot.parents[1] / "refs"
+    refs.mkdir()
+    (refs / "main").write_text(commit)
+    code = (
+        "from raytune_ft.modeling.loading import build_model, load_tokenizer\n"
+        "from raytune_ft.spec.sections import ModelSpec, PeftSpec\n"
+        "m = ModelSpec(name_or_path='acme/tiny-bert')\n"
+        "tok = load_tokenizer(m)\n"
+        "model = build_model(m, PeftSpec(), ['neg', 'pos'])\n"
+        "print(model.config.hidden_size, model.config.id2label[1], tok('hi')['input_ids'][0])\n"
+    )
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-3:] == ["32", "pos", "101"]
+
+
+def test_unreachable_hub_id_is_a_user_error() -> None:
+    with pytest.raises(UserError, match=r"model\.name_or_path: cannot load 'acme/no-such-model'"):
+        load_tokenizer(ModelSpec(name_or_path="acme/no-such-model"))
+
+
+def test_lora_wraps_model_and_trains_only_adapters_and_head(
+    tiny_bert: Path, tmp_path: Path
+) -> None:
+    spec = ModelSpec(name_or_path=str(tiny_bert))
+    model = build_model(
+        spec, PeftSpec(method="lora", r=4, target_modules=["query", "value"]), ["0", "1"]
+    )
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or "classifier" in n for n in trainable)
+    assert any("classifier" in n for n in trainable)
+    model.save_pretrained(tmp_path / "adapter")
+    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(tiny_bert)
+    reloaded = load_trained_model(tmp_path / "adapter", spec).eval()
+    batch = {"input_ids": torch.tensor([[101, 2204, 102]])}
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(model(**batch).logits, reloaded(**batch).logits, atol=1e-6)
+
+
+def test_bad_lora_target_is_a_user_error(tiny_bert: Path) -> None:
+    with pytest.raises(UserError, match=r"peft\.target_modules"):
+        build_model(
+            ModelSpec(name_or_path=str(tiny_bert)),
+            PeftSpec(method="lora", target_modules=["no_such_layer"]),
+            ["0", "1"],
+        )

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import pytest
+from helpers import minimal_spec
+
+from raytune_ft.errors import UserError
+from raytune_ft.spec import validate_spec
+from raytune_ft.sweep.registry import make_scheduler, make_searcher
+from raytune_ft.sweep.runner import _check_space
+from raytune_ft.sweep.space import apply_params, param_space
+
+SPACE = {
+    "train.learning_rate": {"loguniform": [1e-5, 1e-3]},
+    "train.warmup_ratio": {"uniform": [0.0, 0.2]},
+    "peft.r": {"int": [4, 16]},
+    "train.micro_batch_size": {"choice": [8, 16]},
+}
+
+
+def test_param_space_samples_within_bounds() -> None:
+    spec = validate_spec(minimal_spec(sweep={"space": SPACE}))
+    space = param_space(spec.sweep.space)
+    for _ in range(50):
+        sample = {k: v.sample() for k, v in space.items()}
+        assert 1e-5 <= sample["train.learning_rate"] <= 1e-3
+        assert 0.0 <= sample["train.warmup_ratio"] <= 0.2
+        assert 4 <= sample["peft.r"] <= 16  # inclusive range
+        assert sample["train.micro_batch_size"] in (8, 16)
+
+
+def test_apply_params_sets_dotted_fields_and_creates_missing_sections() -> None:
+    base = minimal_spec()
+    out = apply_params(base, {"train.learning_rate": 3e-4, "peft.r": 4})
+    assert out["train"]["learning_rate"] == 3e-4 and out["peft"]["r"] == 4
+    assert "train" not in base  # the base spec is left alone
+    assert validate_spec(out).train.learning_rate == 3e-4
+
+
+def test_space_bounds_that_break_the_spec_are_named() -> None:
+    spec = validate_spec(
+        minimal_spec(sweep={"space": {"train.warmup_ratio": {"uniform": [0.5, 1.5]}}})
+    )
+    with pytest.raises(UserError) as info:
+        _check_space(spec, 1000)
+    assert info.value.problems == [
+        'sweep.space."train.warmup_ratio" value 1.5: train.warmup_ratio: '
+        "Input should be less than 1 (got 1.5)"
+    ]
+
+
+def test_asha_max_t_covers_the_longest_trial_in_the_space() -> None:
+    spec = validate_spec(
+        minimal_spec(
+            train={"micro_batch_size": 32, "epochs": 1},
+            sweep={"space": {"train.micro_batch_size": {"choice": [8, 32]}}},
+        )
+    )
+    assert spec.schedule(640).num_evaluations == 1
+    most = _check_space(spec, 640)
+    assert most == 1  # eval per epoch: one evaluation whatever the batch size
+    per_steps = validate_spec(
+        minimal_spec(
+            train={"micro_batch_size": 32, "epochs": 1, "eval_every": 5},
+            sweep={"space": {"train.micro_batch_size": {"choice": [8, 32]}}},
+        )
+    )
+    assert _check_space(per_steps, 640) == 16  # 80 steps at batch 8, every 5 steps
+    assert make_scheduler(per_steps, 16)._max_t == 16
+
+
+def test_registries_build_the_named_searcher() -> None:
+    spec = validate_spec(
+        minimal_spec(sweep={"space": SPACE, "search": {"algorithm": "optuna", "seed": 7}})
+    )
+    assert type(make_searcher(spec)).__name__ == "OptunaSearch"
+    spec = validate_spec(
+        minimal_spec(
+            sweep={"space": SPACE, "search": {"algorithm": "random"}, "scheduler": {"name": "fifo"}}
+        )
+    )
+    assert type(make_searcher(spec)).__name__ == "BasicVariantGenerator"
+    assert type(make_scheduler(spec, 4)).__name__ == "FIFOScheduler"
