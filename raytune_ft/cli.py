@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from raytune_ft.errors import UserError
+from raytune_ft.errors import RunFailed, UserError
 
 app = typer.Typer(
     add_completion=False,
@@ -28,7 +28,7 @@ SetOpt = Annotated[
 
 
 def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn UserError into its lines on stderr and exit code 2, with no traceback."""
+    """Bad input: its lines on stderr, exit 2. A failed run: one line, exit 1. No traceback."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -38,6 +38,9 @@ def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             for line in exc.problems:
                 typer.echo(f"error: {line}", err=True)
             raise typer.Exit(2) from None
+        except RunFailed as exc:
+            typer.echo(f"failed: {exc}", err=True)
+            raise typer.Exit(1) from None
 
     return wrapper
 

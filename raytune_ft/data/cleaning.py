@@ -6,7 +6,7 @@ import re
 import unicodedata
 from dataclasses import asdict, dataclass
 
-from raytune_ft.data.loading import SOURCE_KEY, Row
+from raytune_ft.data.loading import Row
 from raytune_ft.spec.sections import CleanSpec
 
 _WHITESPACE = re.compile(r"\s+")
@@ -83,6 +83,3 @@ def clean_rows(
 
     report.rows_out = len(cleaned)
     return cleaned, report
-
-
-__all__ = ["SOURCE_KEY", "CleanReport", "clean_rows", "clean_text"]

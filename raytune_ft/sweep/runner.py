@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from raytune_ft.errors import UserError
+from raytune_ft.errors import RunFailed, UserError
 from raytune_ft.launch.local_ray import ray_session
 from raytune_ft.run_folder import latest_run_dir, new_run_dir, spec_yaml, write_atomic, write_json
 from raytune_ft.spec import validate_spec
@@ -117,15 +117,18 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
                 ),
                 run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(sweep_dir)),
             )
-        grid = tuner.fit()
-        summary = _summarize(spec, grid, sweep_dir, evaluations_per_trial)
-        best_spec = validate_spec(
-            apply_params(spec.model_dump(mode="json"), summary["best_config"])
-        )
-        checkpoint = _best_checkpoint(grid, spec)
-        summary["test_metrics"] = (
-            evaluate_remote(best_spec, checkpoint, use_gpu) if data.test else {}
-        )
+        try:
+            grid = tuner.fit()
+            summary = _summarize(spec, grid, sweep_dir, evaluations_per_trial)
+            best_spec = validate_spec(
+                apply_params(spec.model_dump(mode="json"), summary["best_config"])
+            )
+            checkpoint = _best_checkpoint(grid, spec)
+            summary["test_metrics"] = (
+                evaluate_remote(best_spec, checkpoint, use_gpu) if data.test else {}
+            )
+        except Exception as exc:  # e.g. every trial errored: one line and the folder
+            raise RunFailed(sweep_dir, exc) from exc
     write_atomic(sweep_dir / "best-spec.yaml", spec_yaml(best_spec, drop={"sweep"}))
     summary["best_spec"] = str(sweep_dir / "best-spec.yaml")
     summary["best_checkpoint"] = checkpoint.path

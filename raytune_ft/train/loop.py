@@ -148,6 +148,9 @@ def train_worker(config: dict[str, Any]) -> None:
         )
         window_loss, window_batches = 0.0, 0
         _save_and_report(engine, tokenizer, state, metrics, rank, spec)
+        if steps_log is not None:
+            record = {"event": "checkpoint", "step": engine.global_steps}
+            _append_jsonl(steps_log, record | {spec.train.metric: metric})
         return stop
 
     while engine.global_steps < schedule.total_steps:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from raytune_ft.data.prepare import PreparedData, prepare_data
-from raytune_ft.errors import UserError
+from raytune_ft.errors import RunFailed, UserError
 from raytune_ft.launch.local_ray import cluster_has_gpus, ray_session
 from raytune_ft.modeling.loading import load_tokenizer
 from raytune_ft.run_folder import copy_tree_atomic, new_run_dir, spec_yaml, write_atomic, write_json
@@ -118,9 +118,12 @@ def run_training(spec: ExperimentSpec) -> TrainOutcome:
     with ray_session(spec.cluster, cpus):
         use_gpu = resolve_use_gpu(spec)
         trainer = build_trainer(spec, use_gpu, run_dir, run_dir, "ray-train")
-        result = trainer.fit()
-        checkpoint, best_metrics = best_checkpoint(result, spec)
-        test_metrics = evaluate_remote(spec, checkpoint, use_gpu) if data.test else {}
+        try:
+            result = trainer.fit()
+            checkpoint, best_metrics = best_checkpoint(result, spec)
+            test_metrics = evaluate_remote(spec, checkpoint, use_gpu) if data.test else {}
+        except Exception as exc:  # Ray wraps worker errors; the user needs one line + the folder
+            raise RunFailed(run_dir, exc) from exc
     with checkpoint.as_directory() as local:
         copy_tree_atomic(Path(local) / MODEL_DIR, run_dir / "best-model")
     summary = {

@@ -77,6 +77,15 @@ def test_killed_worker_resumes_from_last_checkpoint(
         keyword_spec(tiny_bert, keyword_data, tmp_path, epochs=6, micro_batch_size=8)
         | {"deepspeed": {"zero_stage": 1}}
     )
+
+    def train_worker_pids() -> set[int]:
+        return {
+            p.pid
+            for p in psutil.process_iter(["cmdline"])
+            if any("RayTrainWorker" in part for part in (p.info["cmdline"] or []))
+        }
+
+    before = train_worker_pids()  # workers of earlier runs may still be exiting
     outcome: dict = {}
     thread = threading.Thread(target=lambda: outcome.update(result=run_training(spec)))
     thread.start()
@@ -84,18 +93,15 @@ def test_killed_worker_resumes_from_last_checkpoint(
     killed = None
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and thread.is_alive():
-        checkpoints = list(tmp_path.glob("kw-train-*/ray-train/checkpoint_*"))
-        if checkpoints:
-            workers = [
-                p
-                for p in psutil.process_iter(["cmdline"])
-                if any("RayTrainWorker" in part for part in (p.info["cmdline"] or []))
-            ]
-            if workers:
-                killed = workers[-1].pid
-                os.kill(killed, signal.SIGKILL)
-                break
-        time.sleep(0.2)
+        logs = list(tmp_path.glob("kw-train-*/steps.jsonl"))
+        reported = logs and logs[0].read_text().count('"event": "checkpoint"')
+        # Two reported checkpoints: the first one is registered with Ray Train for sure.
+        workers = sorted(train_worker_pids() - before)
+        if reported and reported >= 2 and workers:
+            killed = workers[-1]
+            os.kill(killed, signal.SIGKILL)
+            break
+        time.sleep(0.1)
     thread.join(timeout=300)
     assert killed is not None, "no worker to kill before training ended"
     assert "result" in outcome, "training did not finish after the worker was killed"
@@ -104,6 +110,7 @@ def test_killed_worker_resumes_from_last_checkpoint(
     steps = read_steps(run_dir)
     resumed = [s for s in steps if s.get("event") == "resumed"]
     assert resumed and resumed[0]["step"] > 0, steps[:5]  # restored, not restarted from 0
+    assert resumed[0]["step"] >= min(s["step"] for s in steps if s.get("event") == "checkpoint")
     last_step = max(s["step"] for s in steps if "loss" in s)
     assert last_step == spec.schedule(640).total_steps
     assert outcome["result"].summary["best_validation"] > 0.9

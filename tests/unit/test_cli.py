@@ -73,3 +73,19 @@ def test_console_script_and_module_entry_point(tmp_path: Path) -> None:
         f"error: {bad}:4: train.epochs: Input should be greater than or equal to 1 (got 0)"
     )
     assert "Traceback" not in out.stderr + out.stdout
+
+
+def test_a_failed_run_exits_1_with_one_line(tmp_path: Path, monkeypatch) -> None:
+    import raytune_ft.train.runner as train_runner
+    from raytune_ft.errors import RunFailed
+
+    def fail(spec: object) -> None:
+        raise RunFailed(tmp_path / "run", RuntimeError("worker group died 2 times\nstack..."))
+
+    monkeypatch.setattr(train_runner, "run_training", fail)
+    result = runner.invoke(app, ["train", str(spec_file(tmp_path))])
+    assert result.exit_code == 1
+    assert (
+        result.output.strip()
+        == f"failed: worker group died 2 times (run folder: {tmp_path / 'run'})"
+    )
