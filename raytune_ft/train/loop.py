@@ -153,6 +153,11 @@ def train_worker(config: dict[str, Any]) -> None:
             _append_jsonl(steps_log, record | {spec.train.metric: metric})
         return stop
 
+    if engine.global_steps >= schedule.total_steps:
+        # Resumed from the final checkpoint (e.g. a sweep driver died after the run ended but
+        # before Tune recorded it): report the end state so the caller gets a final result.
+        evaluate_and_report(final=True)
+        return
     while engine.global_steps < schedule.total_steps:
         sampler.set_epoch(state.epoch)
         for batch_index, batch in enumerate(loader):

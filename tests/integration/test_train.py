@@ -15,7 +15,7 @@ from helpers import SENTIMENT
 
 from raytune_ft.evaluation.evaluate import evaluate_model_dir
 from raytune_ft.spec import validate_spec
-from raytune_ft.train.runner import run_training
+from raytune_ft.train.runner import build_trainer, run_training
 
 pytestmark = pytest.mark.integration
 
@@ -145,3 +145,25 @@ def test_minilm_on_real_reviews_beats_majority_class(ray_local: None, tmp_path: 
     summary = run_training(spec).summary
     majority = summary["validation_metrics"]["eval_majority_accuracy"]
     assert summary["best_validation"] >= majority + 0.2, summary
+
+
+def test_rerun_after_the_last_step_reports_a_final_result(
+    ray_local: None, tiny_bert: Path, keyword_data: Path, tmp_path: Path
+) -> None:
+    """A trainer restarted on a finished run (a sweep resumed after a driver crash) must still
+    report, or Tune keeps whatever stale result it last saved for that trial."""
+    spec = validate_spec(keyword_spec(tiny_bert, keyword_data, tmp_path, epochs=1))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    first = build_trainer(spec, False, run_dir, run_dir, "ray-train").fit()
+    again = build_trainer(spec, False, run_dir, run_dir, "ray-train").fit()
+    total = spec.schedule(640).total_steps
+    assert first.metrics["step"] == again.metrics["step"] == total
+    # Ray Train restores Result.metrics from its snapshot either way; what a Tune trial sees is
+    # only what is reported after the restart, so there must be a report after "resumed".
+    events = [s for s in read_steps(run_dir) if "event" in s]
+    resumed_at = [i for i, e in enumerate(events) if e["event"] == "resumed"]
+    assert [events[i]["step"] for i in resumed_at] == [total]
+    after = events[resumed_at[0] + 1 :]
+    assert [(e["event"], e["step"]) for e in after] == [("checkpoint", total)]
+    assert after[0]["eval_accuracy"] == pytest.approx(first.metrics["eval_accuracy"])
