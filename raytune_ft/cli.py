@@ -105,9 +105,12 @@ def _print_outcome(kind: str, run_dir: Path, summary: dict[str, Any]) -> None:
             table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
         table.add_row("trials", ", ".join(f"{k} {v}" for k, v in summary["trials"].items()))
     table.add_row(f"best {summary['metric']}", f"{summary['best_validation']:.4f}")
+    test = summary["test_metrics"]
     for key in ("test_accuracy", "test_f1", "test_majority_accuracy"):
-        if key in summary["test_metrics"]:
-            table.add_row(key, f"{summary['test_metrics'][key]:.4f}")
+        if key in test:
+            table.add_row(key, f"{test[key]:.4f}")
+    for group, metrics in test.get("slices", {}).items():
+        table.add_row(f"  test_accuracy ({group})", f"{metrics['test_accuracy']:.4f}")
     table.add_row("wall time", f"{summary['wall_time_s']:.0f} s")
     console.print(table)
     typer.echo(str(run_dir))

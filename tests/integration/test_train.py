@@ -167,3 +167,38 @@ def test_rerun_after_the_last_step_reports_a_final_result(
     after = events[resumed_at[0] + 1 :]
     assert [(e["event"], e["step"]) for e in after] == [("checkpoint", total)]
     assert after[0]["eval_accuracy"] == pytest.approx(first.metrics["eval_accuracy"])
+
+
+@pytest.mark.parametrize(
+    ("zero_stage", "accumulation", "precision"),
+    [(0, 2, "fp32"), (3, 1, "bf16")],
+    ids=["zero0-accumulate2-fp32", "zero3-bf16"],
+)
+def test_other_zero_stages_accumulation_and_bf16_train(
+    ray_local: None,
+    tiny_bert: Path,
+    keyword_data: Path,
+    tmp_path: Path,
+    zero_stage: int,
+    accumulation: int,
+    precision: str,
+) -> None:
+    spec = validate_spec(
+        keyword_spec(
+            tiny_bert,
+            keyword_data,
+            tmp_path,
+            micro_batch_size=16 // accumulation,
+            gradient_accumulation_steps=accumulation,
+            precision=precision,
+        )
+        | {"deepspeed": {"zero_stage": zero_stage}}
+    )
+    outcome = run_training(spec)
+    losses = [s["loss"] for s in read_steps(outcome.run_dir) if "loss" in s]
+    assert len(losses) == spec.schedule(640).total_steps == 80  # same global batch of 32
+    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5, losses
+    assert outcome.summary["test_metrics"]["test_accuracy"] > 0.9
+    # Under ZeRO-3 rank 0 gathers the partitioned weights into a whole HF model.
+    again = evaluate_model_dir(spec, outcome.run_dir / "best-model", "test")
+    assert again["test_accuracy"] == pytest.approx(outcome.summary["test_metrics"]["test_accuracy"])
