@@ -41,7 +41,6 @@ class LoopState:
     batches_done_in_epoch: int = 0
     best_metric: float | None = None
     evals_without_improvement: int = 0
-    num_evaluations: int = 0
 
 
 @dataclass(frozen=True)
@@ -133,7 +132,6 @@ def train_worker(config: dict[str, Any]) -> None:
             state.evals_without_improvement = 0
         else:
             state.evals_without_improvement += 1
-        state.num_evaluations += 1
         stop = (
             spec.train.early_stopping is not None
             and state.evals_without_improvement >= spec.train.early_stopping.patience
