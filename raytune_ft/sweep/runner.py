@@ -51,21 +51,26 @@ def trial_driver(
     trainer.fit()
 
 
-def max_concurrent(spec: ExperimentSpec, use_gpu: bool) -> int:
-    """How many trials fit at once: the cluster's CPUs (or GPUs) over one trial's needs."""
-    import ray
-
+def trial_concurrency(spec: ExperimentSpec, use_gpu: bool, cpus: float, gpus: float) -> int:
+    """How many trials fit at once: the CPUs (or GPUs) over one trial's needs, at least one."""
     assert spec.sweep is not None
     if spec.sweep.max_concurrent_trials is not None:
         return spec.sweep.max_concurrent_trials
-    resources = ray.cluster_resources()
     if use_gpu:
-        fit = int(resources.get("GPU", 0)) // spec.scaling.num_workers
+        fit = int(gpus) // spec.scaling.num_workers
     else:
-        local = spec.cluster.address == "local"
-        cores = (os.cpu_count() or 1) if local else resources.get("CPU", 0)
-        fit = int(cores // (spec.scaling.num_workers * spec.scaling.cpus_per_worker))
+        fit = int(cpus // (spec.scaling.num_workers * spec.scaling.cpus_per_worker))
     return max(1, min(fit, spec.sweep.num_samples))
+
+
+def _available(spec: ExperimentSpec) -> tuple[float, float]:
+    """(CPUs, GPUs) trials may use. Locally: the real cores, not the extra logical driver CPU."""
+    import ray
+
+    resources = ray.cluster_resources()
+    local = spec.cluster.address == "local"
+    cpus = (os.cpu_count() or 1) if local else resources.get("CPU", 0)
+    return cpus, resources.get("GPU", 0)
 
 
 def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
@@ -113,7 +118,7 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
                     search_alg=make_searcher(spec),
                     scheduler=make_scheduler(spec, evaluations_per_trial),
                     num_samples=spec.sweep.num_samples,
-                    max_concurrent_trials=max_concurrent(spec, use_gpu),
+                    max_concurrent_trials=trial_concurrency(spec, use_gpu, *_available(spec)),
                 ),
                 run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(sweep_dir)),
             )

@@ -80,3 +80,22 @@ def test_registries_build_the_named_searcher() -> None:
     )
     assert type(make_searcher(spec)).__name__ == "BasicVariantGenerator"
     assert type(make_scheduler(spec, 4)).__name__ == "FIFOScheduler"
+
+
+def test_trial_concurrency_fits_trials_to_resources() -> None:
+    from raytune_ft.sweep.runner import trial_concurrency
+
+    def spec(workers: int, cpus: int = 1, samples: int = 8, cap: int | None = None):
+        return validate_spec(
+            minimal_spec(
+                scaling={"num_workers": workers, "cpus_per_worker": cpus},
+                sweep={"num_samples": samples, "max_concurrent_trials": cap, "space": SPACE},
+            )
+        )
+
+    assert trial_concurrency(spec(1), False, cpus=2, gpus=0) == 2
+    assert trial_concurrency(spec(2, cpus=2), False, cpus=16, gpus=0) == 4
+    assert trial_concurrency(spec(4), False, cpus=2, gpus=0) == 1  # never zero
+    assert trial_concurrency(spec(2), True, cpus=64, gpus=8) == 4  # GPUs bound GPU trials
+    assert trial_concurrency(spec(1, samples=3), False, cpus=64, gpus=0) == 3
+    assert trial_concurrency(spec(1, cap=1), False, cpus=64, gpus=0) == 1
