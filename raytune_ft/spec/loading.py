@@ -74,21 +74,27 @@ def apply_overrides(
             value = yaml.safe_load(value_text) if value_text.strip() else ""
         except yaml.YAMLError:
             value = value_text
-        node = data
-        for part in parts[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                problems.append(f"--set {key}: {part!r} is a value, not a section")
-                break
-            node = child
-        else:
-            node[parts[-1]] = value
-            applied[parts] = item
+        try:
+            set_dotted(data, parts, value)
+        except ValueError as exc:
+            problems.append(f"--set {key}: {exc}")
+            continue
+        applied[parts] = item
     if problems:
         raise UserError(problems)
     return data, applied
+
+
+def set_dotted(data: dict[str, Any], parts: tuple[str, ...], value: Any) -> None:
+    """Set data[a][b][c] = value for parts (a, b, c), creating absent or null sections."""
+    node = data
+    for part in parts[:-1]:
+        if node.get(part) is None:  # e.g. an optional section the spec left out
+            node[part] = {}
+        if not isinstance(node[part], dict):
+            raise ValueError(f"{part!r} is a value, not a section")
+        node = node[part]
+    node[parts[-1]] = value
 
 
 # ----------------------------------------------------------------------------- messages

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from raytune_ft.spec.loading import set_dotted
 from raytune_ft.spec.sections import Choice, Distribution, IntRange, LogUniform, Uniform
 
 
@@ -30,11 +31,6 @@ def apply_params(spec_dict: dict[str, Any], params: dict[str, Any]) -> dict[str,
     """A copy of a dumped spec with each dotted key set to its sampled value."""
     data = copy.deepcopy(spec_dict)
     for dotted, value in params.items():
-        node = data
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            if node.get(part) is None:  # e.g. an optional section the base spec left out
-                node[part] = {}
-            node = node[part]
-        node[leaf] = value.item() if hasattr(value, "item") else value
+        plain = value.item() if hasattr(value, "item") else value  # numpy scalars from searchers
+        set_dotted(data, tuple(dotted.split(".")), plain)
     return data

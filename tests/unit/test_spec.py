@@ -242,3 +242,10 @@ def test_validate_prints_resolved_spec(tmp_path: Path) -> None:
     printed = yaml.safe_load(result.output)
     assert printed["train"]["epochs"] == 4
     assert printed["deepspeed"]["zero_stage"] == 2
+
+
+def test_override_into_a_value_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: t\nmodel: {name_or_path: m}\ndata: {train: {path: x}}\n")
+    with pytest.raises(UserError) as info:
+        load_spec(path, ["name.first=x"])
+    assert info.value.problems == ["--set name.first: 'name' is a value, not a section"]
