@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -149,6 +150,9 @@ def train_worker(config: dict[str, Any]) -> None:
         if steps_log is not None:
             record = {"event": "checkpoint", "step": engine.global_steps}
             _append_jsonl(steps_log, record | {spec.train.metric: metric})
+            # Not print(): Ray Train V2 patches it in workers and the line would show twice.
+            sys.__stdout__.write(_progress_line(metrics, schedule.total_steps, spec.train.metric))
+            sys.__stdout__.flush()
         return stop
 
     if engine.global_steps >= schedule.total_steps:
@@ -189,6 +193,14 @@ def train_worker(config: dict[str, Any]) -> None:
                 return
             if epoch_end:
                 break
+
+
+def _progress_line(metrics: dict[str, float], total_steps: int, metric: str) -> str:
+    return (
+        f"step {int(metrics['step'])}/{total_steps} epoch {metrics['epoch']:.2f} "
+        f"train_loss {metrics['train_loss']:.4f} eval_loss {metrics['eval_loss']:.4f} "
+        f"{metric} {metrics[metric]:.4f}\n"
+    )
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:

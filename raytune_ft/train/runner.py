@@ -70,6 +70,8 @@ def build_trainer(
                 checkpoint_score_order=spec.train.metric_mode,
             ),
             callbacks=callbacks,
+            # Ray Train's INFO lines (every report, every checkpoint) drown the progress lines.
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),
         ),
     )
 
