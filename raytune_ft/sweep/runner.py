@@ -124,11 +124,12 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
             )
         try:
             grid = tuner.fit()
-            summary = _summarize(spec, grid, sweep_dir, evaluations_per_trial)
+            best = _best_result(grid, spec)
+            summary = _summarize(spec, grid, best, sweep_dir, evaluations_per_trial)
             best_spec = validate_spec(
                 apply_params(spec.model_dump(mode="json"), summary["best_config"])
             )
-            checkpoint = _best_checkpoint(grid, spec)
+            checkpoint = _best_checkpoint(best, spec)
             summary["test_metrics"] = (
                 evaluate_remote(best_spec, checkpoint, use_gpu) if data.test else {}
             )
@@ -168,8 +169,18 @@ def _check_space(spec: ExperimentSpec, num_train_examples: int) -> int:
     return most
 
 
+def _best_result(grid: Any, spec: ExperimentSpec) -> Any:
+    """The trial whose best evaluation is best (scope='all': over every evaluation)."""
+    try:
+        return grid.get_best_result(
+            metric=spec.train.metric, mode=spec.train.metric_mode, scope="all"
+        )
+    except RuntimeError as exc:
+        raise RuntimeError(f"no trial reported {spec.train.metric}: {exc}") from None
+
+
 def _summarize(
-    spec: ExperimentSpec, grid: Any, sweep_dir: Path, evaluations_per_trial: int
+    spec: ExperimentSpec, grid: Any, best: Any, sweep_dir: Path, evaluations_per_trial: int
 ) -> dict[str, Any]:
     metric = spec.train.metric
     frame = grid.get_dataframe(filter_metric=metric, filter_mode=spec.train.metric_mode)
@@ -182,10 +193,6 @@ def _summarize(
             counts["finished"] += 1
         else:
             counts["stopped_early"] += 1
-    try:
-        best = grid.get_best_result(metric=metric, mode=spec.train.metric_mode, scope="all")
-    except RuntimeError as exc:
-        raise RuntimeError(f"no trial reported {metric}: {exc}") from None
     best_value = best.metrics_dataframe[metric]
     best_value = best_value.max() if spec.train.metric_mode == "max" else best_value.min()
     return {
@@ -200,11 +207,10 @@ def _summarize(
     }
 
 
-def _best_checkpoint(grid: Any, spec: ExperimentSpec) -> Any:
-    """The best-scoring checkpoint of the best trial (scope='all': over every evaluation)."""
+def _best_checkpoint(best: Any, spec: ExperimentSpec) -> Any:
+    """The best-scoring checkpoint that the best trial still has."""
     from ray.train import Checkpoint
 
-    best = grid.get_best_result(metric=spec.train.metric, mode=spec.train.metric_mode, scope="all")
     frame = best.metrics_dataframe.dropna(subset=[CHECKPOINT_PATH_KEY])
     # Retention keeps the top-k by score; on ties it keeps later ones, so prefer the latest
     # evaluation among equals, and skip any checkpoint folder that retention already removed.
