@@ -27,6 +27,26 @@ SetOpt = Annotated[
 ]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from raytune_ft import __version__
+
+        typer.echo(f"raytune-ft {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Finetune Hugging Face models on Ray Train and sweep them on Ray Tune."""
+
+
 def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Bad input: its lines on stderr, exit 2. A failed run: one line, exit 1. No traceback."""
 

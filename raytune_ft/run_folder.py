@@ -19,10 +19,14 @@ from raytune_ft.spec.experiment import ExperimentSpec
 def new_run_dir(storage: str, name: str, kind: str) -> Path:
     """storage/name-kind-YYYYmmdd-HHMMSS[-N]: a folder that did not exist before."""
     root = Path(storage).expanduser().resolve()
+    if root.exists() and not root.is_dir():
+        raise UserError(f"storage.path: {root} is a file; expected a folder for run folders")
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"storage.path: cannot create {root}: {exc.strerror}") from None
+        raise UserError(
+            f"storage.path: cannot create {root}: {exc.strerror}; expected a folder you can write"
+        ) from None
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for n in range(1000):
         candidate = (
@@ -32,6 +36,11 @@ def new_run_dir(storage: str, name: str, kind: str) -> Path:
             candidate.mkdir()
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise UserError(
+                f"storage.path: cannot create a run folder in {root}: {exc.strerror}; "
+                "expected a folder you can write"
+            ) from None
         return candidate
     raise UserError(f"storage.path: could not find a free run folder name under {root}")
 
@@ -42,11 +51,19 @@ def latest_run_dir(storage: str, name: str, kind: str) -> Path | None:
     return found[-1] if found else None
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write to a temp file in the same folder, then rename: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        # mkstemp makes 0600 files; give the file the mode open() would (0666 less the umask).
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()

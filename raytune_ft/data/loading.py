@@ -5,15 +5,20 @@ from __future__ import annotations
 import csv
 import glob
 import json
-import re
 from pathlib import Path
 from typing import Any
+
+import regex
 
 from raytune_ft.errors import UserError
 from raytune_ft.spec.sections import SourceSpec
 
 Row = dict[str, Any]
 SOURCE_KEY = "_source"  # "file:line", kept through cleaning and splitting for error analysis
+
+# csv's default limit (128 KiB a field) refuses real documents; 64 MiB still bounds memory.
+MAX_FIELD_BYTES = 64 << 20
+PATTERN_TIMEOUT_S = 1.0  # a file_column.pattern that backtracks for longer is refused
 
 _FORMAT_BY_SUFFIX = {
     ".tsv": "tsv",
@@ -43,17 +48,32 @@ def read_source(source: SourceSpec, field: str = "data.train") -> list[Row]:
             )
         file_rows = _read_jsonl(file) if fmt == "jsonl" else _read_delimited(file, fmt, source)
         if source.file_column is not None:
-            value = _file_column_value(file, source.file_column.pattern)
+            name = source.file_column.name
+            value = _file_column_value(file, source.file_column.pattern, field)
             for row in file_rows:
-                row[source.file_column.name] = value
+                if name in row:  # never overwrite what the user's data says
+                    raise UserError(
+                        f"{file}:{row[SOURCE_KEY].rsplit(':', 1)[1]}: the data already has a "
+                        f"column {name!r}; {field}.file_column.name must be a new column name"
+                    )
+                row[name] = value
         rows.extend(file_rows)
     return rows
 
 
-def _file_column_value(file: Path, pattern: str) -> str:
-    match = re.search(pattern, file.stem)
+def _file_column_value(file: Path, pattern: str, field: str) -> str:
+    # `regex` with a time-out: a pattern with catastrophic backtracking must not hang the run.
+    try:
+        match = regex.search(pattern, file.stem, timeout=PATTERN_TIMEOUT_S)
+    except TimeoutError:
+        raise UserError(
+            f"{field}.file_column.pattern: {pattern!r} ran over {PATTERN_TIMEOUT_S:g} s on "
+            f"{file.stem!r} (catastrophic backtracking); expected a simpler pattern"
+        ) from None
     if match is None:
-        raise UserError(f"{file}: file_column.pattern {pattern!r} does not match {file.stem!r}")
+        raise UserError(
+            f"{file}: {field}.file_column.pattern {pattern!r} does not match {file.stem!r}"
+        )
     return match.group(1) if match.groups() else match.group(0)
 
 
@@ -64,8 +84,12 @@ def _open_text(file: Path):
 
 
 def _read_delimited(file: Path, fmt: str, source: SourceSpec) -> list[Row]:
-    dialect = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if fmt == "tsv" else {}
+    dialect: dict[str, Any] = (
+        {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if fmt == "tsv" else {"strict": True}
+    )
     rows: list[Row] = []
+    start = 1  # the line the current record starts on: a quoted field may span lines
+    csv.field_size_limit(MAX_FIELD_BYTES)
     try:
         with _open_text(file) as handle:
             reader = csv.reader(handle, **dialect)
@@ -77,13 +101,22 @@ def _read_delimited(file: Path, fmt: str, source: SourceSpec) -> list[Row]:
                 names = names or [h.strip() for h in header]
             if not names:
                 raise UserError(f"{file}: no column names; set columns or header: true")
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                where = f"{file}:1: header" if not source.columns else "columns"
+                raise UserError(
+                    f"{where}: column {repeated[0]!r} appears more than once; "
+                    "expected unique column names (set columns to rename them)"
+                )
+            start = reader.line_num + 1
             for cells in reader:
-                line = reader.line_num
+                line, start = start, reader.line_num + 1
                 if not cells or all(not c.strip() for c in cells):
                     continue
                 if len(cells) != len(names):
+                    span = f"{line}" if reader.line_num == line else f"{line}-{reader.line_num}"
                     raise UserError(
-                        f"{file}:{line}: expected {len(names)} {fmt} fields "
+                        f"{file}:{span}: expected {len(names)} {fmt} fields "
                         f"({', '.join(names)}), found {len(cells)}"
                     )
                 row: Row = dict(zip(names, cells, strict=True))
@@ -92,7 +125,12 @@ def _read_delimited(file: Path, fmt: str, source: SourceSpec) -> list[Row]:
     except UnicodeDecodeError as exc:
         raise UserError(f"{file}: not UTF-8 text (byte {exc.start})") from None
     except csv.Error as exc:
-        raise UserError(f"{file}: unreadable {fmt}: {exc}") from None
+        problem = str(exc)
+        if "end of data" in problem:
+            problem = "a quoted field starts here and its closing quote never comes"
+        elif "field limit" in problem:
+            problem = f"a field is larger than {MAX_FIELD_BYTES >> 20} MiB"
+        raise UserError(f"{file}:{start}: unreadable {fmt}: {problem}") from None
     return rows
 
 

@@ -30,16 +30,22 @@ class PreparedData:
 
 
 def _check_columns(rows: list[Row], spec: DataSpec, field_name: str) -> None:
+    """Every row has every column the run needs, with a value: checked here, not mid-run."""
     needed = [spec.text_column, spec.label_column] + (
         [spec.group_column] if spec.group_column else []
     )
     if not rows:
         raise UserError(f"{field_name}: no rows after reading the files")
-    present = set(rows[0])
-    for column in needed:
-        if column not in present:
-            have = ", ".join(sorted(c for c in present if c != SOURCE_KEY))
-            raise UserError(f"{field_name}: no column {column!r} in the files (columns: {have})")
+    for row in rows:
+        for column in needed:
+            if column not in row:
+                have = ", ".join(sorted(c for c in row if c != SOURCE_KEY))
+                raise UserError(
+                    f"{row[SOURCE_KEY]}: no column {column!r} (this row has: {have}); "
+                    f"every row of {field_name} needs {', '.join(map(repr, needed))}"
+                )
+            if column != spec.text_column and row[column] is None:
+                raise UserError(f"{row[SOURCE_KEY]}: {column!r} is null; expected a value")
 
 
 def _load_clean(spec: DataSpec, which: str) -> tuple[list[Row], CleanReport]:
@@ -50,6 +56,16 @@ def _load_clean(spec: DataSpec, which: str) -> tuple[list[Row], CleanReport]:
     if not rows:
         raise UserError(f"data.{which}: every row was dropped by cleaning ({report.as_dict()})")
     return rows, report
+
+
+def _check_labels(rows: list[Row], label_column: str, labels: list[str]) -> None:
+    known = set(labels)
+    for row in rows:
+        if row[label_column] not in known:
+            raise UserError(
+                f"{row[SOURCE_KEY]}: label {row[label_column]!r} is not one of {labels} "
+                "(set data.labels to list every class)"
+            )
 
 
 def prepare_data(spec: DataSpec, seed: int) -> PreparedData:
@@ -65,6 +81,10 @@ def prepare_data(spec: DataSpec, seed: int) -> PreparedData:
                 val_rows = rows
             else:
                 test_rows = rows
+
+    if spec.labels is not None:  # before splitting, so an unknown label is named by its row
+        for rows in (train_rows, val_rows or [], test_rows or []):
+            _check_labels(rows, spec.label_column, spec.labels)
 
     split, label = spec.split, spec.label_column
     if val_rows is None and test_rows is None:
@@ -88,14 +108,9 @@ def prepare_data(spec: DataSpec, seed: int) -> PreparedData:
     labels = spec.labels or sorted({r[spec.label_column] for r in train_rows})
     label_ids = {label: i for i, label in enumerate(labels)}
     for rows in (train_rows, val_rows, test_rows):
+        _check_labels(rows, spec.label_column, labels)
         for row in rows:
-            label = row[spec.label_column]
-            if label not in label_ids:
-                raise UserError(
-                    f"{row[SOURCE_KEY]}: label {label!r} is not one of {labels} "
-                    "(set data.labels to list every class)"
-                )
-            row[LABEL_ID_KEY] = label_ids[label]
+            row[LABEL_ID_KEY] = label_ids[row[spec.label_column]]
     if len(labels) < 2:
         where = "data.labels" if spec.labels else f"data.label_column {spec.label_column!r}"
         raise UserError(f"{where}: only one class {labels}; expected at least 2")

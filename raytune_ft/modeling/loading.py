@@ -36,36 +36,62 @@ def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def build_model(model_spec: ModelSpec, peft_spec: PeftSpec, labels: list[str]) -> torch.nn.Module:
-    """The pretrained model with a fresh head for `labels`, wrapped in LoRA if asked."""
+def build_model(
+    model_spec: ModelSpec, peft_spec: PeftSpec, labels: list[str], empty: bool = False
+) -> torch.nn.Module:
+    """The pretrained model with a fresh head for `labels`, wrapped in LoRA if asked.
+
+    `empty` builds the same model on the meta device, with no weights read or allocated:
+    the pre-flight uses it to find configuration errors (PEFT targets, the architecture)
+    in seconds on the driver, before any worker starts.
+    """
+    from transformers import AutoConfig
+
     source = resolve_model_source(model_spec.name_or_path)
+    head = {
+        "num_labels": len(labels),
+        "id2label": dict(enumerate(labels)),
+        "label2id": {label: i for i, label in enumerate(labels)},
+    }
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            source,
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={label: i for i, label in enumerate(labels)},
-            **_hub_kwargs(model_spec),
-        )
+        if empty:
+            config = AutoConfig.from_pretrained(source, **head, **_hub_kwargs(model_spec))
+            with torch.device("meta"):
+                model = AutoModelForSequenceClassification.from_config(
+                    config, trust_remote_code=model_spec.trust_remote_code
+                )
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                source, **head, **_hub_kwargs(model_spec)
+            )
     except (OSError, ValueError) as exc:
         raise _model_error(model_spec, exc) from None
     if model.config.pad_token_id is None:
         model.config.pad_token_id = model.config.eos_token_id
     if peft_spec.method == "lora":
-        from peft import LoraConfig, TaskType, get_peft_model
-
-        config = LoraConfig(
-            task_type=TaskType.SEQ_CLS,  # also trains and saves the classifier head
-            r=peft_spec.r,
-            lora_alpha=peft_spec.alpha,
-            lora_dropout=peft_spec.dropout,
-            target_modules=peft_spec.target_modules,
-        )
-        try:
-            model = get_peft_model(model, config)
-        except ValueError as exc:
-            raise UserError(f"peft.target_modules: {str(exc).splitlines()[0]}") from None
+        model = _with_lora(model, peft_spec)
     return model
+
+
+def _with_lora(model: torch.nn.Module, peft_spec: PeftSpec) -> torch.nn.Module:
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    config = LoraConfig(
+        task_type=TaskType.SEQ_CLS,  # also trains and saves the classifier head
+        r=peft_spec.r,
+        lora_alpha=peft_spec.alpha,
+        lora_dropout=peft_spec.dropout,
+        target_modules=peft_spec.target_modules,
+    )
+    try:
+        return get_peft_model(model, config)
+    except ValueError as exc:
+        leaves = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules() if name}
+        names = sorted(n for n in leaves if not n.isdigit())
+        raise UserError(
+            f"peft.target_modules: {str(exc).splitlines()[0]} "
+            f"(module names in this model: {', '.join(names[:40])})"
+        ) from None
 
 
 def load_trained_model(model_dir: str | Path, model_spec: ModelSpec) -> torch.nn.Module:

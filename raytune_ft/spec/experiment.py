@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from raytune_ft.spec.sections import (
     ClusterSpec,
@@ -51,24 +51,6 @@ class ExperimentSpec(Section):
     sweep: SweepSpec | None = None
     storage: StorageSpec = StorageSpec()
     cluster: ClusterSpec = ClusterSpec()
-
-    @model_validator(mode="after")
-    def _sweep_space_names_real_fields(self) -> ExperimentSpec:
-        if self.sweep is None:
-            return self
-        for dotted in self.sweep.space:
-            node: object = self
-            for part in dotted.split("."):
-                fields = type(node).model_fields if isinstance(node, Section) else {}
-                if part not in fields:
-                    raise ValueError(
-                        f"sweep.space key {dotted!r}: no spec field {part!r} there; "
-                        "expected a dotted path such as train.learning_rate"
-                    )
-                node = getattr(node, part)
-                if node is None:
-                    break
-        return self
 
     # ------------------------------------------------------------------ derived values
 

@@ -4,27 +4,20 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin
 
-import yaml
 from pydantic import ValidationError
 
 from raytune_ft.errors import UserError
+from raytune_ft.spec.bounded_yaml import LineIndex, load_yaml, read_spec_text
 from raytune_ft.spec.experiment import ExperimentSpec
+from raytune_ft.spec.sections import is_section, unwrap_optional
 
 
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> ExperimentSpec:
     """Read, override and validate a spec file. Raises UserError naming every problem."""
     path = Path(path)
-    text = _read_text(path)
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise UserError(f"{where}: not valid YAML: {exc.problem}") from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML: {exc}") from None
+    raw, lines = load_yaml(read_spec_text(path), str(path))
     if raw is None:
         raise UserError(f"{path}: the file is empty; expected a mapping with name, model, data")
     if not isinstance(raw, dict):
@@ -32,7 +25,6 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> Experimen
             f"{path}: top level is a {type(raw).__name__}; expected a mapping of sections"
         )
     data, overridden = apply_overrides(raw, overrides or [])
-    lines = _line_index(text)
     return validate_spec(
         data,
         base_dir=path.resolve().parent,
@@ -53,29 +45,38 @@ def validate_spec(
     except ValidationError as exc:
         describe = describe or (lambda loc: _dotted(loc) or "spec")
         raise UserError([_format_error(err, describe) for err in exc.errors()]) from None
+    except RecursionError:  # a self-containing value built outside YAML (YAML refuses those)
+        raise UserError("spec: a value contains itself; expected plain data") from None
 
 
 def apply_overrides(
     raw: dict[str, Any], overrides: list[str]
 ) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
-    """Apply `a.b.c=value` strings. Values are YAML scalars; pydantic coerces them to the field."""
+    """Apply `a.b.c=value` strings; returns the new mapping and which --set wrote each path.
+
+    Values are YAML (pydantic coerces them to the field). A mapping value merges into the
+    section it names (`--set 'train={epochs: 2}'` changes only the epochs); anything else
+    replaces. Under `sweep.space` the rest of the key is one dotted spec field.
+    """
     data = copy.deepcopy(raw)
     applied: dict[tuple[str, ...], str] = {}
     problems = []
     for item in overrides:
         key, sep, value_text = item.partition("=")
-        parts = tuple(p for p in key.strip().split("."))
+        parts = tuple(p.strip() for p in key.strip().split("."))
         if not sep or not all(parts):
             problems.append(
                 f"--set {item!r}: expected KEY=VALUE with a dotted KEY, e.g. train.epochs=2"
             )
             continue
         try:
-            value = yaml.safe_load(value_text) if value_text.strip() else ""
-        except yaml.YAMLError:
-            value = value_text
+            value = load_yaml(value_text, f"--set {key}")[0] if value_text.strip() else ""
+        except UserError as exc:
+            problems += exc.problems
+            continue
+        parts, section = override_target(parts)
         try:
-            set_dotted(data, parts, value)
+            set_dotted(data, parts, value, merge=section)
         except ValueError as exc:
             problems.append(f"--set {key}: {exc}")
             continue
@@ -85,8 +86,30 @@ def apply_overrides(
     return data, applied
 
 
-def set_dotted(data: dict[str, Any], parts: tuple[str, ...], value: Any) -> None:
-    """Set data[a][b][c] = value for parts (a, b, c), creating absent or null sections."""
+def override_target(parts: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
+    """(path in the spec mapping, whether it names a section) for a dotted --set key.
+
+    Walks the schema: inside a mapping field such as sweep.space, the rest of the key is one
+    entry (`sweep.space.train.learning_rate` is the space key "train.learning_rate").
+    """
+    node: Any = ExperimentSpec
+    for i, part in enumerate(parts):
+        field = node.model_fields.get(part) if is_section(node) else None
+        if field is None:
+            return parts, False  # not a spec field: validation names it as unknown
+        node = unwrap_optional(field.annotation)
+        if get_origin(node) is dict and i + 1 < len(parts):
+            return (*parts[: i + 1], ".".join(parts[i + 1 :])), False
+    return parts, is_section(node)
+
+
+def set_dotted(
+    data: dict[str, Any], parts: tuple[str, ...], value: Any, merge: bool = False
+) -> None:
+    """Set data[a][b][c] = value for parts (a, b, c), creating absent or null sections.
+
+    With merge, a mapping value is merged into an existing mapping instead of replacing it.
+    """
     node = data
     for part in parts[:-1]:
         if node.get(part) is None:  # e.g. an optional section the spec left out
@@ -94,28 +117,31 @@ def set_dotted(data: dict[str, Any], parts: tuple[str, ...], value: Any) -> None
         if not isinstance(node[part], dict):
             raise ValueError(f"{part!r} is a value, not a section")
         node = node[part]
-    node[parts[-1]] = value
+    old = node.get(parts[-1])
+    if merge and isinstance(value, dict) and isinstance(old, dict):
+        node[parts[-1]] = _merged(old, value)
+    else:
+        node[parts[-1]] = value
+
+
+def _merged(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    out = dict(old)
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 # ----------------------------------------------------------------------------- messages
 
 
-def _read_text(path: Path) -> str:
-    if not path.exists():
-        raise UserError(f"{path}: no such spec file")
-    if path.is_dir():
-        raise UserError(f"{path}: is a folder; expected a YAML spec file")
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(
-            f"{path}: not UTF-8 text (byte {exc.start}); expected a YAML file"
-        ) from None
-
-
 def _dotted(loc: tuple[Any, ...]) -> str:
     parts = []
     for part in loc:
+        if part == "[key]":
+            continue
         if isinstance(part, int):
             parts.append(f"[{part}]")
         elif "." in str(part):
@@ -144,39 +170,20 @@ def _format_error(err: dict[str, Any], describe: Any) -> str:
 def _where(
     path: Path,
     loc: tuple[Any, ...],
-    lines: dict[tuple[Any, ...], int],
+    lines: LineIndex,
     overridden: dict[tuple[str, ...], str],
 ) -> str:
+    loc = tuple(part for part in loc if part != "[key]")  # pydantic's marker for a dict key
     field = _dotted(loc) or "spec"
-    for key, item in overridden.items():
-        if loc[: len(key)] == key:
-            return f"--set {item}: {field}"
     # The deepest key that exists in the file gives the line.
-    for depth in range(len(loc), -1, -1):
-        if loc[:depth] in lines:
-            return f"{path}:{lines[loc[:depth]]}: {field}"
+    in_file = next((loc[:d] for d in range(len(loc), -1, -1) if loc[:d] in lines), None)
+    for key, item in overridden.items():
+        if loc[: len(key)] == key:  # the --set wrote this field or the section holding it
+            return f"--set {item}: {field}"
+        if loc and key[: len(loc)] == loc:  # a check of the section the --set wrote into
+            if in_file != loc:
+                return f"--set {item}: {field}"
+            return f"{path}:{lines[loc]} (with --set {item}): {field}"
+    if in_file is not None and in_file in lines:
+        return f"{path}:{lines[in_file]}: {field}"
     return f"{path}: {field}"
-
-
-def _line_index(text: str) -> dict[tuple[Any, ...], int]:
-    """Map each key path in the YAML document to its 1-based line number."""
-    index: dict[tuple[Any, ...], int] = {}
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return index
-
-    def walk(node: yaml.Node, prefix: tuple[Any, ...]) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                key = (*prefix, key_node.value)
-                index[key] = key_node.start_mark.line + 1
-                walk(value_node, key)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                index[(*prefix, i)] = item.start_mark.line + 1
-                walk(item, (*prefix, i))
-
-    if root is not None:
-        walk(root, ())
-    return index

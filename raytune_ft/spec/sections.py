@@ -5,9 +5,11 @@ from __future__ import annotations
 import builtins
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -25,6 +27,19 @@ class Section(BaseModel):
     """Strict base: unknown keys are errors, assignments are validated."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+def unwrap_optional(annotation: Any) -> Any:
+    """`X | None` -> X; anything else unchanged."""
+    if get_origin(annotation) in (Union, UnionType):
+        members = [a for a in get_args(annotation) if a is not type(None)]
+        if len(members) == 1:
+            return members[0]
+    return annotation
+
+
+def is_section(node: Any) -> bool:
+    return isinstance(node, type) and issubclass(node, Section)
 
 
 def _resolve_against_spec_dir(value: str, info: ValidationInfo) -> str:
@@ -94,6 +109,16 @@ class SourceSpec(Section):
 
     _resolve = field_validator("path")(_resolve_against_spec_dir)
 
+    @field_validator("columns")
+    @classmethod
+    def _unique(cls, value: list[str] | None) -> list[str] | None:
+        repeated = sorted({c for c in value or [] if value.count(c) > 1})
+        if repeated:
+            raise ValueError(
+                f"column {repeated[0]!r} appears more than once; expected unique names"
+            )
+        return value
+
 
 class CleanSpec(Section):
     unicode_form: Literal["NFKC", "NFC", "none"] = Field(
@@ -143,6 +168,26 @@ class DataSpec(Section):
     max_train_samples: int | None = Field(
         None, ge=1, description="Stratified subset of the training split (quick runs)."
     )
+
+    @model_validator(mode="after")
+    def _file_columns_are_new(self) -> DataSpec:
+        # A file-name column named like the text or label column would silently replace them.
+        roles = {self.text_column: "text_column", self.label_column: "label_column"}
+        for which in ("train", "validation", "test"):
+            source = getattr(self, which)
+            if source is None or source.file_column is None:
+                continue
+            name = source.file_column.name
+            if name in roles:
+                raise ValueError(
+                    f"{which}.file_column.name {name!r} is also data.{roles[name]}: it would "
+                    "replace that column with file names; expected a new column name"
+                )
+        if self.text_column == self.label_column:
+            raise ValueError(
+                f"text_column and label_column are both {self.text_column!r}; expected two columns"
+            )
+        return self
 
 
 # --------------------------------------------------------------------------- training
@@ -296,6 +341,26 @@ class SchedulerSpec(Section):
     reduction_factor: float = Field(2.0, gt=1)
 
 
+def _names_a_spec_field(key: str) -> str:
+    """A space key is a dotted path to a real field of the spec (checked against the schema)."""
+    from raytune_ft.spec.experiment import ExperimentSpec
+
+    node: Any = ExperimentSpec
+    for part in key.split("."):
+        fields = node.model_fields if is_section(node) else {}
+        if part not in fields:
+            raise ValueError(
+                f"no spec field {part!r} there; expected a dotted path such as train.learning_rate"
+            )
+        node = unwrap_optional(fields[part].annotation)
+    if key.split(".")[0] == "sweep":
+        raise ValueError("a sweep cannot search its own settings; expected a field outside sweep")
+    return key
+
+
+SpaceKey = Annotated[str, AfterValidator(_names_a_spec_field)]
+
+
 class SweepSpec(Section):
     num_samples: int = Field(8, ge=1, le=100000, description="Trials to run.")
     max_concurrent_trials: int | None = Field(
@@ -303,7 +368,7 @@ class SweepSpec(Section):
     )
     search: SearchSpec = SearchSpec()
     scheduler: SchedulerSpec = SchedulerSpec()
-    space: dict[str, Distribution] = Field(
+    space: dict[SpaceKey, Distribution] = Field(
         min_length=1, description="Dotted spec field -> distribution, e.g. train.learning_rate."
     )
 

@@ -7,23 +7,30 @@ from typing import Any
 from raytune_ft.spec.experiment import ExperimentSpec
 
 
-def make_searcher(spec: ExperimentSpec) -> Any:
+def make_searcher(spec: ExperimentSpec, max_concurrent: int) -> Any:
+    """The searcher, limited to `max_concurrent` running trials.
+
+    The limit is applied here, not through TuneConfig.max_concurrent_trials, which Tune
+    silently ignores (with a warning) for the random search generator.
+    """
     assert spec.sweep is not None
     name = spec.sweep.search.algorithm
     if name == "optuna":
         import optuna
+        from ray.tune.search import ConcurrencyLimiter
         from ray.tune.search.optuna import OptunaSearch
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        return OptunaSearch(
+        searcher = OptunaSearch(
             sampler=optuna.samplers.TPESampler(seed=spec.search_seed),
             metric=spec.train.metric,
             mode=spec.train.metric_mode,
         )
+        return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
     if name == "random":
         from ray.tune.search import BasicVariantGenerator
 
-        return BasicVariantGenerator(random_state=spec.search_seed)
+        return BasicVariantGenerator(random_state=spec.search_seed, max_concurrent=max_concurrent)
     raise ValueError(f"unknown search algorithm {name!r}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import time
@@ -14,6 +15,7 @@ from raytune_ft.launch.local_ray import ray_session
 from raytune_ft.run_folder import latest_run_dir, new_run_dir, spec_yaml, write_atomic, write_json
 from raytune_ft.spec import validate_spec
 from raytune_ft.spec.experiment import ExperimentSpec
+from raytune_ft.spec.sections import Choice, Distribution
 from raytune_ft.sweep.registry import make_scheduler, make_searcher
 from raytune_ft.sweep.space import apply_params, param_space
 from raytune_ft.train.runner import build_trainer, evaluate_remote, preflight, resolve_use_gpu
@@ -115,10 +117,11 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
                 tune_config=tune.TuneConfig(
                     metric=spec.train.metric,
                     mode=spec.train.metric_mode,
-                    search_alg=make_searcher(spec),
+                    search_alg=make_searcher(
+                        spec, trial_concurrency(spec, use_gpu, *_available(spec))
+                    ),
                     scheduler=make_scheduler(spec, evaluations_per_trial),
                     num_samples=spec.sweep.num_samples,
-                    max_concurrent_trials=trial_concurrency(spec, use_gpu, *_available(spec)),
                 ),
                 run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(sweep_dir)),
             )
@@ -143,18 +146,23 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
     return SweepOutcome(sweep_dir, summary)
 
 
-def _check_space(spec: ExperimentSpec, num_train_examples: int) -> int:
-    """Check that every bound of the space makes a valid spec, before any trial starts.
+MAX_CHECKED_COMBINATIONS = 4096
 
-    Returns the most evaluations any trial can run (ASHA's max_t): a sampled batch size or
-    epoch count changes it, so the base spec alone would cut long trials short.
+
+def _check_space(spec: ExperimentSpec, num_train_examples: int) -> int:
+    """Check that the space makes valid specs, before any trial starts.
+
+    Each bound of each key alone first (the clearest message), then every combination of
+    bounds and choices the searcher can produce (keys that are valid alone may not be valid
+    together, e.g. zero_stage 0 with optimizer offload). Returns the most evaluations any
+    trial can run (ASHA's max_t): a sampled batch size or epoch count changes it.
     """
     assert spec.sweep is not None
     base = spec.model_dump(mode="json")
-    problems = []
+    problems: list[str] = []
     most = spec.schedule(num_train_examples).num_evaluations
-    for key, dist in spec.sweep.space.items():
-        values = next(iter(dist.model_dump().values()))
+    corners = {key: _corner_values(dist) for key, dist in spec.sweep.space.items()}
+    for key, values in corners.items():
         for value in values:
             try:
                 candidate = validate_spec(apply_params(base, {key: value}))
@@ -166,7 +174,28 @@ def _check_space(spec: ExperimentSpec, num_train_examples: int) -> int:
             most = max(most, candidate.schedule(num_train_examples).num_evaluations)
     if problems:
         raise UserError(problems)
+    if len(corners) < 2 or math.prod(len(v) for v in corners.values()) > MAX_CHECKED_COMBINATIONS:
+        return most  # too many to list: each trial validates its own sample (trial_driver)
+    for combination in itertools.product(*corners.values()):
+        params = dict(zip(corners, combination, strict=True))
+        try:
+            candidate = validate_spec(apply_params(base, params))
+        except UserError as exc:
+            together = ", ".join(f"{k}={v!r}" for k, v in params.items())
+            problems += [f"sweep.space: {together} together: {line}" for line in exc.problems]
+            if len(problems) >= 5:
+                break
+            continue
+        most = max(most, candidate.schedule(num_train_examples).num_evaluations)
+    if problems:
+        raise UserError(problems)
     return most
+
+
+def _corner_values(dist: Distribution) -> list[Any]:
+    """The values of a distribution that the combination check tries: choices and bounds."""
+    values = list(next(iter(dist.model_dump().values())))
+    return list(dict.fromkeys(values)) if not isinstance(dist, Choice) else values
 
 
 def _best_result(grid: Any, spec: ExperimentSpec) -> Any:
@@ -184,7 +213,7 @@ def _summarize(
 ) -> dict[str, Any]:
     metric = spec.train.metric
     frame = grid.get_dataframe(filter_metric=metric, filter_mode=spec.train.metric_mode)
-    frame.to_csv(sweep_dir / "results.csv", index=False)
+    write_atomic(sweep_dir / "results.csv", frame.to_csv(index=False))
     counts = {"finished": 0, "stopped_early": 0, "errored": 0}
     for result in grid:
         if result.error is not None:

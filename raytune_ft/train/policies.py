@@ -19,6 +19,12 @@ def resolve_precision(requested: str, on_gpu: bool, gpu_has_bf16: bool) -> Preci
     return requested  # type: ignore[return-value]
 
 
+def check_device_settings(spec: ExperimentSpec, use_gpu: bool) -> None:
+    """Settings that only the chosen device decides, checked on the driver before launch."""
+    if not use_gpu:
+        resolve_precision(spec.train.precision, on_gpu=False, gpu_has_bf16=False)
+
+
 def deepspeed_config(spec: ExperimentSpec, precision: Precision) -> dict[str, Any]:
     """The DeepSpeed JSON for this spec. Batch fields derive from the spec, never 'auto'."""
     ds = spec.deepspeed

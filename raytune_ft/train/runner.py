@@ -10,10 +10,11 @@ from typing import Any
 from raytune_ft.data.prepare import PreparedData, prepare_data
 from raytune_ft.errors import RunFailed, UserError
 from raytune_ft.launch.local_ray import cluster_has_gpus, ray_session
-from raytune_ft.modeling.loading import load_tokenizer
+from raytune_ft.modeling.loading import build_model, load_tokenizer
 from raytune_ft.run_folder import copy_tree_atomic, new_run_dir, spec_yaml, write_atomic, write_json
 from raytune_ft.spec.experiment import ExperimentSpec
 from raytune_ft.train.loop import MODEL_DIR, WorkerArgs, train_worker
+from raytune_ft.train.policies import check_device_settings
 
 
 @dataclass(frozen=True)
@@ -23,18 +24,25 @@ class TrainOutcome:
 
 
 def preflight(spec: ExperimentSpec) -> PreparedData:
-    """Fail on bad data or a bad model name here, in seconds, not inside a Ray worker."""
+    """Fail on bad data, a bad model or a bad PEFT setup here, in seconds, not in a worker.
+
+    The model is built once on the meta device (no weights read), with its PEFT wrapper.
+    """
     data = prepare_data(spec.data, spec.seed)
     load_tokenizer(spec.model)
+    build_model(spec.model, spec.peft, data.labels, empty=True)
     return data
 
 
 def resolve_use_gpu(spec: ExperimentSpec) -> bool:
+    """Whether workers get GPUs; refuses settings the chosen device cannot run."""
     wanted = spec.scaling.use_gpu
     has = cluster_has_gpus()
     if wanted is True and not has:
         raise UserError("scaling.use_gpu: true, but the Ray cluster has no GPUs")
-    return has if wanted == "auto" else bool(wanted)
+    use_gpu = has if wanted == "auto" else bool(wanted)
+    check_device_settings(spec, use_gpu)
+    return use_gpu
 
 
 def build_trainer(

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from helpers import minimal_spec
 from typer.testing import CliRunner
@@ -17,7 +18,8 @@ runner = CliRunner()
 
 def spec_file(tmp_path: Path, **sections: object) -> Path:
     path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(minimal_spec(storage={"path": str(tmp_path)}, **sections)))
+    sections = {"storage": {"path": str(tmp_path)}} | sections
+    path.write_text(yaml.safe_dump(minimal_spec(**sections)))
     return path
 
 
@@ -89,3 +91,63 @@ def test_a_failed_run_exits_1_with_one_line(tmp_path: Path, monkeypatch) -> None
         result.output.strip()
         == f"failed: worker group died 2 times (run folder: {tmp_path / 'run'})"
     )
+
+
+def test_bad_peft_target_modules_exit_2_before_ray_starts(tmp_path: Path, tiny_bert: Path) -> None:
+    """The pre-flight builds the model on the meta device: the error comes from the driver."""
+    path = spec_file(
+        tmp_path,
+        model={"name_or_path": str(tiny_bert)},
+        peft={"method": "lora", "target_modules": ["nope"]},
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "raytune_ft", "train", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2, out.stderr[-2000:]
+    [line] = out.stderr.splitlines()
+    assert line.startswith("error: peft.target_modules: ")
+    assert "(module names in this model: " in line and "query" in line
+    assert not list(tmp_path.glob("t-train-*")), "no run folder for a spec that cannot run"
+
+
+def test_storage_path_that_cannot_be_written_exits_2(tmp_path: Path) -> None:
+    readonly = Path("/sys/kernel")  # exists, and not even root may create folders in it
+    if not readonly.is_dir():
+        pytest.skip("no /sys/kernel here")
+    path = spec_file(tmp_path, storage={"path": str(readonly)})
+    result = runner.invoke(app, ["train", str(path)])
+    assert result.exit_code == 2, result.output
+    assert error_lines(result.output) == [
+        f"error: storage.path: cannot create a run folder in {readonly}: "
+        "Operation not permitted; expected a folder you can write"
+    ]
+    (tmp_path / "afile").write_text("")
+    path = spec_file(tmp_path, storage={"path": str(tmp_path / "afile")})
+    result = runner.invoke(app, ["train", str(path)])
+    assert result.exit_code == 2
+    assert "storage.path: " in result.output and "expected a folder" in result.output
+
+
+def test_written_files_follow_the_umask(tmp_path: Path) -> None:
+    import os
+
+    from raytune_ft.run_folder import write_atomic
+
+    old = os.umask(0o027)
+    try:
+        write_atomic(tmp_path / "a.json", "{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o640
+    write_atomic(tmp_path / "b.json", "{}")
+    assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o666 & ~old
+
+
+def test_version() -> None:
+    from raytune_ft import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output == f"raytune-ft {__version__}\n"

@@ -136,7 +136,7 @@ def test_missing_glob_column_and_label_errors(tmp_path: Path) -> None:
         "sentence\tscore\n" + "".join(f"s{i}\t{i % 2}\n" for i in range(40))
     )
     with pytest.raises(
-        UserError, match="no column 'text' in the files \\(columns: score, sentence\\)"
+        UserError, match=r"x.tsv:2: no column 'text' \(this row has: score, sentence\)"
     ):
         prepare_data(DataSpec(train=SourceSpec(path=str(tmp_path / "x.tsv"))), 0)
     spec = DataSpec(

@@ -156,7 +156,7 @@ MALFORMED = [
     (
         "name: t\nmodel: {name_or_path: m}\ndata: {train: {path: x}}\nsweep: {space: {train.nope: {choice: [1]}}}\n",
         [],
-        "sweep.space key 'train.nope': no spec field 'nope'",
+        "sweep.space.\"train.nope\": no spec field 'nope' there",
     ),
     (
         "name: t\nmodel: {name_or_path: m}\ndata: {train: {path: x}}\nsweep: {space: {}}\n",

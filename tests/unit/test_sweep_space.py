@@ -68,17 +68,26 @@ def test_asha_max_t_covers_the_longest_trial_in_the_space() -> None:
     assert make_scheduler(per_steps, 16)._max_t == 16
 
 
-def test_registries_build_the_named_searcher() -> None:
+def test_registries_build_the_named_searcher_with_its_concurrency_limit() -> None:
     spec = validate_spec(
         minimal_spec(sweep={"space": SPACE, "search": {"algorithm": "optuna", "seed": 7}})
     )
-    assert type(make_searcher(spec)).__name__ == "OptunaSearch"
+    limited = make_searcher(spec, 1)
+    assert type(limited.searcher).__name__ == "OptunaSearch"
+    limited.set_search_properties(spec.train.metric, "max", param_space(spec.sweep.space))
+    assert limited.suggest("trial-1") is not None
+    assert limited.suggest("trial-2") is None  # one trial at a time until the first ends
+    limited.on_trial_complete("trial-1", {spec.train.metric: 0.5})
+    assert limited.suggest("trial-2") is not None
     spec = validate_spec(
         minimal_spec(
             sweep={"space": SPACE, "search": {"algorithm": "random"}, "scheduler": {"name": "fifo"}}
         )
     )
-    assert type(make_searcher(spec)).__name__ == "BasicVariantGenerator"
+    # Random search: Tune ignores TuneConfig.max_concurrent_trials, so the generator holds it.
+    generator = make_searcher(spec, 2)
+    assert type(generator).__name__ == "BasicVariantGenerator"
+    assert generator.max_concurrent == 2
     assert type(make_scheduler(spec, 4)).__name__ == "FIFOScheduler"
 
 
@@ -99,3 +108,34 @@ def test_trial_concurrency_fits_trials_to_resources() -> None:
     assert trial_concurrency(spec(2), True, cpus=64, gpus=8) == 4  # GPUs bound GPU trials
     assert trial_concurrency(spec(1, samples=3), False, cpus=64, gpus=0) == 3
     assert trial_concurrency(spec(1, cap=1), False, cpus=64, gpus=0) == 1
+
+
+def test_keys_valid_alone_but_not_together_are_refused_before_any_trial() -> None:
+    spec = validate_spec(
+        minimal_spec(
+            sweep={
+                "space": {
+                    "deepspeed.zero_stage": {"choice": [0, 2]},
+                    "deepspeed.offload_optimizer": {"choice": ["none", "cpu"]},
+                }
+            }
+        )
+    )
+    with pytest.raises(UserError) as info:
+        _check_space(spec, 1000)
+    assert info.value.problems == [
+        "sweep.space: deepspeed.zero_stage=0, deepspeed.offload_optimizer='cpu' together: "
+        "deepspeed: offload_optimizer needs zero_stage >= 1"
+    ]
+    fine = validate_spec(
+        minimal_spec(
+            sweep={
+                "space": {
+                    "deepspeed.zero_stage": {"choice": [1, 2]},
+                    "deepspeed.offload_optimizer": {"choice": ["none", "cpu"]},
+                    "train.learning_rate": {"loguniform": [1e-5, 1e-3]},
+                }
+            }
+        )
+    )
+    assert _check_space(fine, 1000) >= 1

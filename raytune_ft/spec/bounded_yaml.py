@@ -1,0 +1,164 @@
+"""YAML for specs with hard limits: size, nesting, alias expansion, no repeated keys.
+
+A spec is a small, hand-written file. PyYAML alone accepts "billion laughs" alias bombs,
+recursive aliases and nesting deep enough to overflow Python's stack, and lets a key written
+twice silently win. Every document is first streamed as parser events (no recursion, no
+expansion) to enforce the limits, then composed, checked for repeated keys, and constructed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from raytune_ft.errors import UserError
+
+MAX_SPEC_BYTES = 1 << 20  # 1 MiB: a spec is a page of YAML, not a data file
+MAX_DEPTH = 32  # mappings and lists nested in each other
+MAX_NODES = 100_000  # scalars, mappings and lists once every alias is expanded
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+LineIndex = dict[tuple[Any, ...], int]
+
+
+def read_spec_text(path: Path) -> str:
+    """The spec file's text, refusing folders, devices that never end and non-UTF-8 bytes."""
+    if not path.exists():
+        raise UserError(f"{path}: no such spec file")
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder; expected a YAML spec file")
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_SPEC_BYTES + 1)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the spec: {exc.strerror}") from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise UserError(
+            f"{path}: larger than {MAX_SPEC_BYTES // 1024} KiB; expected a YAML spec "
+            "(data belongs in data files the spec names)"
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"{path}: not UTF-8 text (byte {exc.start}); expected a YAML file"
+        ) from None
+
+
+def load_yaml(text: str, source: str) -> tuple[Any, LineIndex]:
+    """(value, line of each key path). `source` names the text in messages (file or --set)."""
+    try:
+        _check_events(text, source)
+        root = yaml.compose(text, Loader=_Loader)
+        if root is None:
+            return None, {}
+        _check_repeated_keys(root, source)
+        value = yaml.load(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        if "nesting depth" in str(exc.problem):  # libyaml's own limit, met while looking ahead
+            raise UserError(f"{where}: nested too deep; expected a spec") from None
+        raise UserError(f"{where}: not valid YAML: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{source}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    return value, _line_index(root)
+
+
+def _check_events(text: str, source: str) -> None:
+    """Depth and expanded size from the event stream, before anything is built."""
+    open_nodes: list[list[Any]] = []  # [expanded size so far, anchor or None]
+    sizes: dict[str, int] = {}  # anchor -> expanded size of its node
+    total = 0
+
+    def fail(event: yaml.Event, problem: str) -> UserError:
+        return UserError(f"{source}:{event.start_mark.line + 1}: {problem}")
+
+    def add(n: int, event: yaml.Event) -> None:
+        nonlocal total
+        total += n
+        if open_nodes:
+            open_nodes[-1][0] += n
+        if total > MAX_NODES:
+            raise fail(
+                event,
+                f"expands to more than {MAX_NODES:,} values through aliases; "
+                "expected a plain spec (no alias bombs)",
+            )
+
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+            add(1, event)
+            open_nodes.append([1, event.anchor])
+            if len(open_nodes) > MAX_DEPTH:
+                raise fail(event, f"nested too deep (over {MAX_DEPTH} levels); expected a spec")
+        elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+            size, anchor = open_nodes.pop()
+            if anchor is not None:
+                sizes[anchor] = size
+        elif isinstance(event, yaml.ScalarEvent):
+            add(1, event)
+            if event.anchor is not None:
+                sizes[event.anchor] = 1
+        elif isinstance(event, yaml.AliasEvent):
+            if any(anchor == event.anchor for _, anchor in open_nodes):
+                raise fail(event, f"alias *{event.anchor} refers to a node that contains it")
+            if event.anchor not in sizes:
+                raise fail(event, f"alias *{event.anchor} has no anchor &{event.anchor} before it")
+            # The aliased node counts again in full: that is what construction will build.
+            add(sizes[event.anchor], event)
+
+
+def _check_repeated_keys(root: yaml.Node, source: str) -> None:
+    problems = []
+    seen_nodes: set[int] = set()
+
+    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
+        if id(node) in seen_nodes:  # an aliased node: checked where it was defined
+            return
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                key = str(key_node.value)
+                line = key_node.start_mark.line + 1
+                if key == "<<" and key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # merge keys may repeat by design
+                if key in first_line:
+                    where = ".".join((*path, key))
+                    problems.append(
+                        f"{source}:{line}: {where}: written twice in one mapping "
+                        f"(lines {first_line[key]} and {line}); keep one"
+                    )
+                else:
+                    first_line[key] = line
+                walk(value_node, (*path, key))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, (*path, f"[{i}]"))
+
+    walk(root, ())
+    if problems:
+        raise UserError(problems)
+
+
+def _line_index(root: yaml.Node | None) -> LineIndex:
+    """Map each key path in the document to its 1-based line number."""
+    index: LineIndex = {}
+
+    def walk(node: yaml.Node, prefix: tuple[Any, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                key = (*prefix, key_node.value)
+                index.setdefault(key, key_node.start_mark.line + 1)
+                walk(value_node, key)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                index.setdefault((*prefix, i), item.start_mark.line + 1)
+                walk(item, (*prefix, i))
+
+    if root is not None:
+        walk(root, ())
+    return index
