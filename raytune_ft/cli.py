@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shlex
+import signal
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -11,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from raytune_ft.errors import RunFailed, UserError
+from raytune_ft.errors import Interrupted, RunFailed, UserError
 
 app = typer.Typer(
     add_completion=False,
@@ -59,10 +61,33 @@ def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 typer.echo(f"error: {line}", err=True)
             raise typer.Exit(2) from None
         except RunFailed as exc:
-            typer.echo(f"failed: {exc}", err=True)
-            raise typer.Exit(1) from None
+            typer.echo(f"{'error' if exc.bad_input else 'failed'}: {exc}", err=True)
+            raise typer.Exit(2 if exc.bad_input else 1) from None
+        except (Interrupted, KeyboardInterrupt) as exc:
+            typer.echo(_interrupted_line(fn.__name__, exc, kwargs), err=True)
+            raise typer.Exit(128 + _signum(exc)) from None
 
     return wrapper
+
+
+def _signum(exc: BaseException) -> int:
+    from raytune_ft.launch import interrupts
+
+    if isinstance(exc, Interrupted):
+        return exc.signum
+    return interrupts.received() or signal.SIGINT
+
+
+def _interrupted_line(command: str, exc: BaseException, kwargs: dict[str, Any]) -> str:
+    name = signal.Signals(_signum(exc)).name
+    from raytune_ft.launch import interrupts
+
+    run_dir = getattr(exc, "run_dir", None) or interrupts.current_run_dir()
+    if run_dir is None:
+        return f"interrupted ({name}) before the run started; nothing to resume"
+    sets = "".join(f" --set {shlex.quote(item)}" for item in kwargs.get("set_") or [])
+    again = f"raytune-ft {command} {shlex.quote(str(kwargs['spec']))}{sets} --resume"
+    return f"interrupted ({name}); Ray stopped; run folder: {run_dir}; resume with: {again}"
 
 
 def _load(spec: Path, overrides: list[str] | None) -> Any:
@@ -88,28 +113,31 @@ def schema() -> None:
     typer.echo(json.dumps(ExperimentSpec.model_json_schema(), indent=2))
 
 
+ResumeOpt = Annotated[
+    bool, typer.Option("--resume", help="Continue the latest unfinished run of this spec.")
+]
+
+
 @app.command()
 @_user_errors
-def train(spec: SpecArg, set_: SetOpt = None) -> None:
+def train(spec: SpecArg, set_: SetOpt = None, resume: ResumeOpt = False) -> None:
     """Run one finetune on Ray Train; print the run folder."""
+    from raytune_ft.launch import interrupts
     from raytune_ft.train.runner import run_training
 
-    outcome = run_training(_load(spec, set_))
+    interrupts.install()
+    outcome = run_training(_load(spec, set_), resume=resume)
     _print_outcome("train", outcome.run_dir, outcome.summary)
 
 
 @app.command()
 @_user_errors
-def tune(
-    spec: SpecArg,
-    set_: SetOpt = None,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the latest sweep of this spec.")
-    ] = False,
-) -> None:
+def tune(spec: SpecArg, set_: SetOpt = None, resume: ResumeOpt = False) -> None:
     """Run a hyperparameter sweep on Ray Tune; print the sweep folder and the best config."""
+    from raytune_ft.launch import interrupts
     from raytune_ft.sweep.runner import run_sweep
 
+    interrupts.install()
     outcome = run_sweep(_load(spec, set_), resume=resume)
     _print_outcome("tune", outcome.run_dir, outcome.summary)
 
@@ -139,5 +167,6 @@ def _print_outcome(kind: str, run_dir: Path, summary: dict[str, Any]) -> None:
 def main() -> None:
     try:
         app()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # outside a command (e.g. while importing): no run to name
+        typer.echo("interrupted (SIGINT)", err=True)
         sys.exit(130)

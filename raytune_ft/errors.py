@@ -15,10 +15,30 @@ class UserError(Exception):
 
 
 class RunFailed(Exception):
-    """Training or a sweep failed at run time (not bad input): the CLI exits 1."""
+    """Training or a sweep failed at run time: the CLI prints one line and exits 1.
 
-    def __init__(self, run_dir: object, cause: BaseException | str):
+    `bad_input` marks a failure whose root cause is a UserError raised at run time (exit 2).
+    """
+
+    def __init__(self, run_dir: object, cause: BaseException | str, bad_input: bool = False):
         self.run_dir = run_dir
+        self.bad_input = bad_input
         text = str(cause).strip() or type(cause).__name__
         self.reason = text.splitlines()[0]
         super().__init__(f"{self.reason} (run folder: {run_dir})")
+
+    @classmethod
+    def from_exception(cls, run_dir: object, exc: BaseException) -> RunFailed:
+        """The root cause behind Ray's wrappers, in one line."""
+        from raytune_ft.train.failures import describe, root_cause
+
+        return cls(run_dir, describe(exc), bad_input=isinstance(root_cause(exc), UserError))
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM stopped a run; Ray was shut down. The CLI exits 128 + signal."""
+
+    def __init__(self, signum: int, run_dir: object | None = None):
+        self.signum = signum
+        self.run_dir = run_dir
+        super().__init__(f"interrupted by signal {signum}")

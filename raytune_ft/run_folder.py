@@ -57,6 +57,37 @@ def _umask() -> int:
     return mask
 
 
+def resumable_run_dir(spec: ExperimentSpec, kind: str) -> Path:
+    """The latest unfinished run folder of this spec, refusing one started from another spec."""
+    run_dir = latest_run_dir(spec.storage.path, spec.name, kind)
+    if run_dir is None or not (run_dir / "spec.yaml").exists():
+        raise UserError(
+            f"--resume: no earlier {kind} run of {spec.name!r} under {spec.storage.path}"
+        )
+    if (run_dir / "summary.json").exists():
+        raise UserError(
+            f"--resume: {run_dir} has already finished; run again without --resume for a new run"
+        )
+    saved = yaml.safe_load((run_dir / "spec.yaml").read_text(encoding="utf-8"))
+    changes = spec_changes(saved, spec.model_dump(mode="json"))
+    if changes:
+        raise UserError(
+            [f"--resume: {change} since {run_dir.name} started" for change in changes]
+            + ["--resume: resume with the spec the run started with, or start a new run"]
+        )
+    return run_dir
+
+
+def spec_changes(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """'train.epochs changed 3 -> 4' lines for every field that differs."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        lines = []
+        for key in sorted(set(old) | set(new), key=str):
+            lines += spec_changes(old.get(key), new.get(key), f"{prefix}.{key}".lstrip("."))
+        return lines
+    return [] if old == new else [f"{prefix or 'spec'} changed {old!r} -> {new!r}"]
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write to a temp file in the same folder, then rename: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)

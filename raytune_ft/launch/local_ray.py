@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from raytune_ft.errors import UserError
+from raytune_ft.launch import interrupts
+from raytune_ft.launch.sessions import LocalSession, clean_orphaned_sessions
 from raytune_ft.spec.sections import ClusterSpec
 
 # Ray Train V2 polls workers every 2 s by default, which makes every report() block ~2 s.
@@ -31,6 +35,25 @@ def _single_machine_mode() -> None:
     constants.ENABLE_RAY_CLUSTER = False
 
 
+CONNECT_TIMEOUT_S = 5.0
+
+
+def check_reachable(cluster: ClusterSpec) -> None:
+    """One TCP connection to a remote head, so a typo fails in seconds with the address named."""
+    target = cluster.host_port
+    if target is None:
+        return
+    try:
+        socket.create_connection(target, timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UserError(
+            f"cluster.address: cannot reach {target[0]}:{target[1]} ({reason}; one TCP "
+            f"connection tried for {CONNECT_TIMEOUT_S:g} s); expected a running Ray head "
+            "(`ray start --head`): HOST:6379, or ray://HOST:10001 for Ray Client"
+        ) from None
+
+
 def local_cpu_budget(cpus_per_trial: int) -> int:
     """Logical CPUs for a local Ray: the cores (or one trial's needs), plus one for drivers."""
     return max(os.cpu_count() or 1, cpus_per_trial) + 1
@@ -47,12 +70,16 @@ def ray_session(cluster: ClusterSpec, cpus_per_trial: int) -> Iterator[None]:
     os.environ.update(RUNTIME_ENV_VARS)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     env = {"env_vars": {k: os.environ[k] for k in RUNTIME_ENV_VARS}}
+    session: LocalSession | None = None
     if cluster.address == "local":
         _single_machine_mode()
+        clean_orphaned_sessions()
+        session = LocalSession.create()
         ray.init(
             address="local",
             num_cpus=local_cpu_budget(cpus_per_trial),
             _node_ip_address="127.0.0.1",
+            _temp_dir=str(session.temp_dir),
             include_dashboard=True,  # Train V2 logs an error on every poll without it
             dashboard_host="127.0.0.1",
             runtime_env=env,
@@ -63,14 +90,34 @@ def ray_session(cluster: ClusterSpec, cpus_per_trial: int) -> Iterator[None]:
     elif os.environ.get("RAY_JOB_ID"):
         ray.init()  # inside a Ray Job the job's runtime_env already applies
     else:
-        ray.init(address=cluster.address, runtime_env=env, logging_level="WARNING")
+        check_reachable(cluster)
+        try:
+            ray.init(address=cluster.address, runtime_env=env, logging_level="WARNING")
+        except ConnectionError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no answer"
+            raise UserError(
+                f"cluster.address: cannot join Ray at {cluster.address!r}: {first}"
+            ) from None
+    interrupts.reinstall()  # ray.init replaced the SIGTERM handler
     try:
         yield
     finally:
-        ray.shutdown()
+        try:
+            ray.shutdown()
+        finally:
+            if session is not None:
+                session.close()
 
 
 def cluster_has_gpus() -> bool:
     import ray
 
     return ray.cluster_resources().get("GPU", 0) > 0
+
+
+def on_loopback_only() -> bool:
+    """True when every node of the connected Ray cluster is this machine on 127.0.0.1."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    return bool(nodes) and all(n.get("NodeManagerAddress") == "127.0.0.1" for n in nodes)

@@ -385,6 +385,24 @@ class StorageSpec(Section):
 class ClusterSpec(Section):
     address: str = Field(
         "local",
-        description="'local' starts Ray on 127.0.0.1; 'auto' joins a running cluster; "
-        "or ray://host:10001.",
+        description="'local' starts Ray on 127.0.0.1; 'auto' joins a running cluster on this "
+        "machine; HOST:PORT joins a head's GCS (port 6379); ray://HOST:10001 uses Ray Client.",
     )
+
+    @field_validator("address")
+    @classmethod
+    def _known_form(cls, value: str) -> str:
+        if not re.fullmatch(r"local|auto|(ray://)?[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}", value):
+            raise ValueError(
+                f"{value!r}: expected 'local', 'auto', HOST:PORT (a head's GCS, usually 6379) "
+                "or ray://HOST:10001"
+            )
+        return value
+
+    @property
+    def host_port(self) -> tuple[str, int] | None:
+        """(host, port) of a remote address; None for local and auto."""
+        if self.address in ("local", "auto"):
+            return None
+        host, _, port = self.address.removeprefix("ray://").rpartition(":")
+        return host.strip("[]"), int(port)

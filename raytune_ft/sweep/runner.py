@@ -5,12 +5,14 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from raytune_ft.errors import RunFailed, UserError
+from raytune_ft.errors import Interrupted, RunFailed, UserError
+from raytune_ft.launch import interrupts
 from raytune_ft.launch.local_ray import ray_session
 from raytune_ft.run_folder import latest_run_dir, new_run_dir, spec_yaml, write_atomic, write_json
 from raytune_ft.spec import validate_spec
@@ -18,6 +20,8 @@ from raytune_ft.spec.experiment import ExperimentSpec
 from raytune_ft.spec.sections import Choice, Distribution
 from raytune_ft.sweep.registry import make_scheduler, make_searcher
 from raytune_ft.sweep.space import apply_params, param_space
+from raytune_ft.train.failures import describe, root_cause
+from raytune_ft.train.policies import check_device_settings
 from raytune_ft.train.runner import build_trainer, evaluate_remote, preflight, resolve_use_gpu
 
 TUNE_DIR = "ray-tune"
@@ -42,7 +46,10 @@ def trial_driver(
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    # Spaces too large to check every combination up front are checked here, per sample: the
+    # trial fails at once with the reason (Optuna records it as failed) instead of training.
     spec = validate_spec(apply_params(base_spec, params))
+    check_device_settings(spec, use_gpu)
     trial_id = tune.get_context().get_trial_id()
     trial_dir = Path(sweep_dir) / "trials" / trial_id
     trial_dir.mkdir(parents=True, exist_ok=True)
@@ -93,6 +100,7 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
     else:
         sweep_dir = new_run_dir(spec.storage.path, spec.name, "tune")
         write_atomic(sweep_dir / "spec.yaml", spec_yaml(spec))
+    interrupts.note_run_dir(sweep_dir)
 
     cpus = spec.scaling.num_workers * spec.scaling.cpus_per_worker
     with ray_session(spec.cluster, cpus):
@@ -126,7 +134,10 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
                 run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(sweep_dir)),
             )
         try:
-            grid = tuner.fit()
+            with interrupts.phase("tune"):
+                grid = tuner.fit()
+            if interrupts.received() is not None:  # Tune stopped gracefully and saved its state
+                raise Interrupted(interrupts.received(), sweep_dir)
             best = _best_result(grid, spec)
             summary = _summarize(spec, grid, best, sweep_dir, evaluations_per_trial)
             best_spec = validate_spec(
@@ -136,8 +147,12 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
             summary["test_metrics"] = (
                 evaluate_remote(best_spec, checkpoint, use_gpu) if data.test else {}
             )
+        except KeyboardInterrupt:
+            raise Interrupted(interrupts.received() or signal.SIGINT, sweep_dir) from None
+        except Interrupted:
+            raise
         except Exception as exc:  # e.g. every trial errored: one line and the folder
-            raise RunFailed(sweep_dir, exc) from exc
+            raise RunFailed.from_exception(sweep_dir, exc) from exc
     write_atomic(sweep_dir / "best-spec.yaml", spec_yaml(best_spec, drop={"sweep"}))
     summary["best_spec"] = str(sweep_dir / "best-spec.yaml")
     summary["best_checkpoint"] = checkpoint.path
@@ -205,7 +220,15 @@ def _best_result(grid: Any, spec: ExperimentSpec) -> Any:
             metric=spec.train.metric, mode=spec.train.metric_mode, scope="all"
         )
     except RuntimeError as exc:
-        raise RuntimeError(f"no trial reported {spec.train.metric}: {exc}") from None
+        failed = [r.error for r in grid if r.error is not None]
+        if not failed:
+            raise RuntimeError(f"no trial reported {spec.train.metric}: {exc}") from None
+        # Name the real cause, not the missing metric it led to.
+        cause = root_cause(failed[0])
+        reason = f"{len(failed)} of {len(grid)} trials failed, the first with: {describe(cause)}"
+        if isinstance(cause, UserError):
+            raise UserError(f"no trial reported {spec.train.metric}: {reason}") from None
+        raise RuntimeError(f"no trial reported {spec.train.metric}: {reason}") from None
 
 
 def _summarize(

@@ -101,6 +101,9 @@ def train_worker(config: dict[str, Any]) -> None:
         config=deepspeed_config(spec, precision),
     )
 
+    if rank == 0:
+        _record_runtime(Path(args.run_dir), engine, precision, world)
+
     state = LoopState()
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
@@ -193,6 +196,33 @@ def train_worker(config: dict[str, Any]) -> None:
                 return
             if epoch_end:
                 break
+
+
+RUNTIME_FILE = "runtime.json"
+
+
+def _record_runtime(run_dir: Path, engine: Any, precision: str, world: int) -> None:
+    """What the engine really runs with (not what was asked): checked by tests and users."""
+    import deepspeed
+
+    from raytune_ft.run_folder import write_json
+
+    param = next(engine.module.parameters())
+    write_json(
+        run_dir / RUNTIME_FILE,
+        {
+            "precision": precision,
+            "bf16_enabled": bool(engine.bfloat16_enabled()),
+            "fp16_enabled": bool(engine.fp16_enabled()),
+            "zero_stage": int(engine.zero_optimization_stage()),
+            "param_dtype": str(param.dtype).removeprefix("torch."),
+            "device": str(engine.device),
+            "world_size": world,
+            "torch": torch.__version__,
+            "deepspeed": deepspeed.__version__,
+            "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        },
+    )
 
 
 def _progress_line(metrics: dict[str, float], total_steps: int, metric: str) -> str:

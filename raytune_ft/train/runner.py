@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import json
+import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from raytune_ft.data.prepare import PreparedData, prepare_data
-from raytune_ft.errors import RunFailed, UserError
-from raytune_ft.launch.local_ray import cluster_has_gpus, ray_session
+from raytune_ft.errors import Interrupted, RunFailed, UserError
+from raytune_ft.launch import interrupts
+from raytune_ft.launch.local_ray import (
+    check_reachable,
+    cluster_has_gpus,
+    on_loopback_only,
+    ray_session,
+)
 from raytune_ft.modeling.loading import build_model, load_tokenizer
-from raytune_ft.run_folder import copy_tree_atomic, new_run_dir, spec_yaml, write_atomic, write_json
+from raytune_ft.run_folder import (
+    copy_tree_atomic,
+    new_run_dir,
+    resumable_run_dir,
+    spec_yaml,
+    write_atomic,
+    write_json,
+)
 from raytune_ft.spec.experiment import ExperimentSpec
-from raytune_ft.train.loop import MODEL_DIR, WorkerArgs, train_worker
+from raytune_ft.train.failures import FailFastOnDeterministicErrors
+from raytune_ft.train.loop import MODEL_DIR, RUNTIME_FILE, WorkerArgs, train_worker
 from raytune_ft.train.policies import check_device_settings
 
 
@@ -28,9 +44,16 @@ def preflight(spec: ExperimentSpec) -> PreparedData:
 
     The model is built once on the meta device (no weights read), with its PEFT wrapper.
     """
+    check_reachable(spec.cluster)
     data = prepare_data(spec.data, spec.seed)
     load_tokenizer(spec.model)
-    build_model(spec.model, spec.peft, data.labels, empty=True)
+    model = build_model(spec.model, spec.peft, data.labels, empty=True)
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if positions is not None and spec.data.max_length > positions:
+        raise UserError(
+            f"data.max_length: {spec.data.max_length} tokens, but {spec.model.name_or_path!r} "
+            f"has {positions} positions; expected at most {positions}"
+        )
     return data
 
 
@@ -57,8 +80,12 @@ def build_trainer(
     import ray.train
     from ray.train.torch import TorchTrainer
 
+    from raytune_ft.launch.loopback import LoopbackTorchConfig
+
     return TorchTrainer(
         train_worker,
+        # A single machine on 127.0.0.1: the process group listens on loopback only too.
+        torch_config=LoopbackTorchConfig() if on_loopback_only() else None,
         train_loop_config=asdict(
             WorkerArgs(spec=spec.model_dump(mode="json"), run_dir=str(run_dir), use_gpu=use_gpu)
         ),
@@ -77,7 +104,7 @@ def build_trainer(
                 checkpoint_score_attribute=spec.train.metric,
                 checkpoint_score_order=spec.train.metric_mode,
             ),
-            callbacks=callbacks,
+            callbacks=[FailFastOnDeterministicErrors(), *(callbacks or [])],
             # Ray Train's INFO lines (every report, every checkpoint) drown the progress lines.
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),
         ),
@@ -109,12 +136,17 @@ def best_checkpoint(result: Any, spec: ExperimentSpec) -> tuple[Any, dict[str, A
     return pick(candidates, key=lambda cm: cm[1][spec.train.metric])
 
 
-def run_training(spec: ExperimentSpec) -> TrainOutcome:
+def run_training(spec: ExperimentSpec, resume: bool = False) -> TrainOutcome:
+    """One finetune. With resume, continue the latest unfinished run of this spec instead."""
     started = time.time()
     data = preflight(spec)
     schedule = spec.schedule(len(data.train))
-    run_dir = new_run_dir(spec.storage.path, spec.name, "train")
-    write_atomic(run_dir / "spec.yaml", spec_yaml(spec))
+    if resume:
+        run_dir = resumable_run_dir(spec, "train")
+    else:
+        run_dir = new_run_dir(spec.storage.path, spec.name, "train")
+        write_atomic(run_dir / "spec.yaml", spec_yaml(spec))
+    interrupts.note_run_dir(run_dir)
     write_json(
         run_dir / "data_report.json",
         {
@@ -129,11 +161,13 @@ def run_training(spec: ExperimentSpec) -> TrainOutcome:
         use_gpu = resolve_use_gpu(spec)
         trainer = build_trainer(spec, use_gpu, run_dir, run_dir, "ray-train")
         try:
-            result = trainer.fit()
+            result = interrupts.fit_in_thread(trainer.fit)
             checkpoint, best_metrics = best_checkpoint(result, spec)
             test_metrics = evaluate_remote(spec, checkpoint, use_gpu) if data.test else {}
+        except KeyboardInterrupt:
+            raise Interrupted(interrupts.received() or signal.SIGINT, run_dir) from None
         except Exception as exc:  # Ray wraps worker errors; the user needs one line + the folder
-            raise RunFailed(run_dir, exc) from exc
+            raise RunFailed.from_exception(run_dir, exc) from exc
     with checkpoint.as_directory() as local:
         copy_tree_atomic(Path(local) / MODEL_DIR, run_dir / "best-model")
     summary = {
@@ -147,6 +181,7 @@ def run_training(spec: ExperimentSpec) -> TrainOutcome:
         "best_model": str(run_dir / "best-model"),
         "use_gpu": use_gpu,
         "num_workers": spec.scaling.num_workers,
+        "runtime": json.loads((run_dir / RUNTIME_FILE).read_text()),
         "data_sizes": data.sizes(),
         "wall_time_s": round(time.time() - started, 1),
     }

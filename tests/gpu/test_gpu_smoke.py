@@ -41,3 +41,10 @@ def test_one_gpu_worker_trains_in_bf16(tiny_bert: Path, tmp_path: Path) -> None:
         summary = run_training(spec).summary
     assert summary["use_gpu"] is True
     assert summary["best_validation"] > 0.8
+    # What the DeepSpeed engine really ran with, recorded by rank 0, not what the spec asked.
+    runtime = summary["runtime"]
+    assert runtime["device"].startswith("cuda")
+    assert runtime["zero_stage"] == 2
+    if torch.cuda.is_bf16_supported():
+        assert runtime["precision"] == "bf16" and runtime["bf16_enabled"] is True
+        assert runtime["param_dtype"] == "bfloat16"

@@ -9,6 +9,7 @@ import pytest
 
 from raytune_ft.spec import load_spec, validate_spec
 from raytune_ft.sweep.runner import run_sweep
+from raytune_ft.train.runner import run_training
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +48,48 @@ def test_three_trial_asha_optuna_sweep_writes_results(
     assert summary["best_validation"] > 0.9
     assert summary["test_metrics"]["test_accuracy"] > 0.9
 
-    best = load_spec(run_dir / "best-spec.yaml")  # `raytune-ft train` accepts it unchanged
+    best = load_spec(run_dir / "best-spec.yaml")
     assert best.sweep is None
     assert best.train.learning_rate == pytest.approx(summary["best_config"]["train.learning_rate"])
     assert best.train.micro_batch_size == summary["best_config"]["train.micro_batch_size"]
+    # The README's claim: the best spec trains unchanged, and as well as its trial did.
+    retrained = run_training(best).summary
+    assert retrained["best_validation"] > 0.9
+    assert retrained["test_metrics"]["test_accuracy"] > 0.9
+
+
+def test_a_sweep_whose_every_trial_is_invalid_names_the_cause(
+    ray_local: None,
+    tiny_bert: Path,
+    keyword_data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Spaces too large to check up front: each trial validates its sample and fails at once."""
+    import raytune_ft.sweep.runner as sweep_runner
+    from raytune_ft.errors import RunFailed
+
+    monkeypatch.setattr(sweep_runner, "MAX_CHECKED_COMBINATIONS", 0)
+    spec = validate_spec(
+        {
+            "name": "kw-invalid",
+            "model": {"name_or_path": str(tiny_bert)},
+            "data": {"train": {"path": str(keyword_data)}, "max_length": 16},
+            "sweep": {
+                "num_samples": 2,
+                "search": {"algorithm": "random"},
+                "space": {
+                    "deepspeed.zero_stage": {"choice": [0]},
+                    "deepspeed.offload_optimizer": {"choice": ["cpu"]},
+                },
+            },
+            "storage": {"path": str(tmp_path)},
+        }
+    )
+    with pytest.raises(RunFailed) as info:
+        run_sweep(spec)
+    assert info.value.bad_input
+    assert info.value.reason == (
+        "no trial reported eval_accuracy: 2 of 2 trials failed, the first with: "
+        "deepspeed: offload_optimizer needs zero_stage >= 1"
+    )

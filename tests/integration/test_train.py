@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
 import os
 import signal
@@ -43,12 +45,44 @@ def read_steps(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "steps.jsonl").read_text().splitlines()]
 
 
+def listening_sockets() -> set[tuple[str, int, str]]:
+    """(address, port, process name) of every listening socket of this process's tree."""
+    me = psutil.Process()
+    names = {}
+    for process in [me, *me.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            names[process.pid] = process.name()
+    return {
+        (c.laddr.ip, c.laddr.port, names[c.pid])
+        for c in psutil.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.pid in names
+    }
+
+
+def is_loopback(host: str) -> bool:
+    address = ipaddress.ip_address(host.split("%")[0])
+    return (getattr(address, "ipv4_mapped", None) or address).is_loopback
+
+
 def test_two_worker_zero2_training_lowers_loss_and_checkpoints(
     ray_local: None, tiny_bert: Path, keyword_data: Path, tmp_path: Path
 ) -> None:
     spec = validate_spec(keyword_spec(tiny_bert, keyword_data, tmp_path))
-    outcome = run_training(spec)
-    run_dir, summary = outcome.run_dir, outcome.summary
+    outcome: dict = {}
+    thread = threading.Thread(target=lambda: outcome.update(result=run_training(spec)))
+    thread.start()
+    # While it trains: every socket of every process of the run (Ray's servers and agents,
+    # the train controller, both workers with torch's store and gloo) listens on loopback.
+    seen: set[tuple[str, int, str]] = set()
+    while thread.is_alive():
+        logs = list(tmp_path.glob("kw-train-*/steps.jsonl"))
+        if logs and '"event": "checkpoint"' in logs[0].read_text():
+            seen |= listening_sockets()
+        time.sleep(0.5)
+    thread.join()
+    assert any("RayTrainWorker" in name for _, _, name in seen), seen  # not vacuous
+    assert [s for s in seen if not is_loopback(s[0])] == []
+    run_dir, summary = outcome["result"].run_dir, outcome["result"].summary
 
     losses = [s["loss"] for s in read_steps(run_dir) if "loss" in s]
     assert len(losses) == spec.schedule(640).total_steps == 80  # 640 rows / (2 x 16) x 4 epochs
@@ -199,6 +233,10 @@ def test_other_zero_stages_accumulation_and_bf16_train(
     assert len(losses) == spec.schedule(640).total_steps == 80  # same global batch of 32
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5, losses
     assert outcome.summary["test_metrics"]["test_accuracy"] > 0.9
+    runtime = outcome.summary["runtime"]  # what the engine ran with, not what was asked
+    assert (runtime["zero_stage"], runtime["precision"]) == (zero_stage, precision)
+    assert runtime["bf16_enabled"] is (precision == "bf16")
+    assert runtime["param_dtype"] == ("bfloat16" if precision == "bf16" else "float32")
     # Under ZeRO-3 rank 0 gathers the partitioned weights into a whole HF model.
     again = evaluate_model_dir(spec, outcome.run_dir / "best-model", "test")
     assert again["test_accuracy"] == pytest.approx(outcome.summary["test_metrics"]["test_accuracy"])

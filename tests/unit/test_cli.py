@@ -81,7 +81,7 @@ def test_a_failed_run_exits_1_with_one_line(tmp_path: Path, monkeypatch) -> None
     import raytune_ft.train.runner as train_runner
     from raytune_ft.errors import RunFailed
 
-    def fail(spec: object) -> None:
+    def fail(spec: object, resume: bool = False) -> None:
         raise RunFailed(tmp_path / "run", RuntimeError("worker group died 2 times\nstack..."))
 
     monkeypatch.setattr(train_runner, "run_training", fail)
@@ -151,3 +151,40 @@ def test_version() -> None:
 
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output == f"raytune-ft {__version__}\n"
+
+
+@pytest.mark.parametrize("scheme", ["", "ray://"])
+def test_unreachable_cluster_address_exits_2_naming_it(tmp_path: Path, scheme: str) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a loopback port with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = spec_file(tmp_path, cluster={"address": f"{scheme}127.0.0.1:{port}"})
+    result = runner.invoke(app, ["train", str(path)])
+    assert result.exit_code == 2, result.output
+    assert error_lines(result.output) == [
+        f"error: cluster.address: cannot reach 127.0.0.1:{port} (Connection refused; one TCP "
+        "connection tried for 5 s); expected a running Ray head (`ray start --head`): "
+        "HOST:6379, or ray://HOST:10001 for Ray Client"
+    ]
+
+
+def test_malformed_cluster_address_is_a_spec_error(tmp_path: Path) -> None:
+    path = spec_file(tmp_path, cluster={"address": "http://head"})
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert error_lines(result.output) == [
+        f"error: {path}:2: cluster.address: 'http://head': expected 'local', 'auto', "
+        "HOST:PORT (a head's GCS, usually 6379) or ray://HOST:10001"
+    ]
+
+
+def test_max_length_beyond_the_models_positions_exits_2(tmp_path: Path, tiny_bert: Path) -> None:
+    path = spec_file(tmp_path, model={"name_or_path": str(tiny_bert)})
+    result = runner.invoke(app, ["train", str(path), "--set", "data.max_length=512"])
+    assert result.exit_code == 2, result.output
+    assert error_lines(result.output) == [
+        f"error: data.max_length: 512 tokens, but {str(tiny_bert)!r} has 128 positions; "
+        "expected at most 128"
+    ]

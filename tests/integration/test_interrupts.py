@@ -1,0 +1,194 @@
+"""Real signals to a real `raytune-ft` process: clean stops, resume, orphans, no retries in vain.
+
+Each CLI run here starts its own local Ray while this test session's Ray (the `ray_local`
+fixture) is running too: the two must never see each other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from raytune_ft.launch.sessions import _marked_processes, clean_orphaned_sessions, sessions_root
+
+pytestmark = pytest.mark.integration
+
+
+def cli_spec(tiny_bert: Path, data: Path, storage: Path, **extra: object) -> Path:
+    spec = {
+        "name": "sig",
+        "model": {"name_or_path": str(tiny_bert)},
+        "data": {"train": {"path": str(data)}, "max_length": 16},
+        "train": {"epochs": 8, "micro_batch_size": 8, "eval_every": 10, "log_every": 1},
+        "deepspeed": {"zero_stage": 2},
+        "scaling": {"num_workers": 2},
+        "storage": {"path": str(storage)},
+        **extra,
+    }
+    path = storage / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def start(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "raytune_ft", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_checkpoint(storage: Path, pattern: str, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any('"event": "checkpoint"' in p.read_text() for p in storage.glob(pattern)):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"no checkpoint before the run ended: {proc.poll()}")
+
+
+def sessions_of_others() -> set[str]:
+    """Local Ray sessions on this machine other than this test process's own."""
+    ours = os.environ.get("RAYTUNE_FT_SESSION")
+    folders = {str(f) for f in sessions_root().glob("rtft-*")} | set(_marked_processes())
+    return folders - {ours}
+
+
+def final_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    return lines[-1]
+
+
+def test_ctrl_c_stops_train_cleanly_and_resume_finishes_it(
+    ray_local: None, tiny_bert: Path, keyword_data: Path, tmp_path: Path
+) -> None:
+    before = sessions_of_others()
+    spec = cli_spec(tiny_bert, keyword_data, tmp_path)
+    proc = start("train", str(spec), cwd=tmp_path)
+    wait_for_checkpoint(tmp_path, "sig-train-*/steps.jsonl", proc)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+
+    assert proc.returncode == 130, stderr[-3000:]
+    [run_dir] = tmp_path.glob("sig-train-*")
+    assert final_line(stderr) == (
+        f"interrupted (SIGINT); Ray stopped; run folder: {run_dir}; "
+        f"resume with: raytune-ft train {spec} --resume"
+    )
+    assert "Traceback" not in stderr and "Found multiple active Ray instances" not in stderr
+    assert sessions_of_others() == before  # its Ray processes and temp folder are gone
+
+    resumed = start("train", str(spec), "--resume", cwd=tmp_path)
+    out, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stderr[-3000:]
+    steps = [json.loads(line) for line in (run_dir / "steps.jsonl").read_text().splitlines()]
+    [event] = [s for s in steps if s.get("event") == "resumed"]
+    assert event["step"] >= 10  # from the last checkpoint, not from scratch
+    assert max(s["step"] for s in steps if "loss" in s) == 160  # 640 rows / (2 x 8) x 8 epochs
+    assert json.loads((run_dir / "summary.json").read_text())["best_validation"] > 0.9
+    assert out.strip().endswith(str(run_dir))
+
+
+def test_sigterm_stops_a_sweep_with_its_resume_command(
+    ray_local: None, tiny_bert: Path, keyword_data: Path, tmp_path: Path
+) -> None:
+    before = sessions_of_others()
+    spec = cli_spec(
+        tiny_bert,
+        keyword_data,
+        tmp_path,
+        scaling={"num_workers": 1},
+        sweep={
+            "num_samples": 3,
+            "max_concurrent_trials": 1,
+            "space": {"train.learning_rate": {"loguniform": [1e-3, 5e-3]}},
+        },
+    )
+    proc = start("tune", str(spec), cwd=tmp_path)
+    wait_for_checkpoint(tmp_path, "sig-tune-*/trials/*/steps.jsonl", proc)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+
+    assert proc.returncode == 143, stderr[-3000:]
+    [sweep_dir] = tmp_path.glob("sig-tune-*")
+    assert final_line(stderr) == (
+        f"interrupted (SIGTERM); Ray stopped; run folder: {sweep_dir}; "
+        f"resume with: raytune-ft tune {spec} --resume"
+    )
+    assert (sweep_dir / "ray-tune").is_dir()  # Tune saved its state for --resume
+    assert "Traceback" not in stderr and "Found multiple active Ray instances" not in stderr
+    assert sessions_of_others() == before
+
+
+def test_agents_orphaned_by_a_killed_driver_are_cleaned_by_the_next_session(
+    ray_local: None, tiny_bert: Path, keyword_data: Path, tmp_path: Path
+) -> None:
+    before = sessions_of_others()
+    spec = cli_spec(tiny_bert, keyword_data, tmp_path)
+    proc = start("train", str(spec), cwd=tmp_path)
+    wait_for_checkpoint(tmp_path, "sig-train-*/steps.jsonl", proc)
+    proc.kill()
+    proc.communicate(timeout=60)
+    time.sleep(3)  # let what dies with the driver die
+    [killed] = sessions_of_others() - before
+    left = _marked_processes().get(killed, [])
+    assert Path(killed).is_dir()
+    # What a later local session does first (ray_session calls it before ray.init).
+    stopped = clean_orphaned_sessions()
+    assert {p.pid for p in left} <= set(stopped)
+    assert not Path(killed).exists()
+    assert killed not in _marked_processes()
+    assert not [p for p in left if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_a_deterministic_worker_error_fails_once_with_its_cause(
+    ray_local: None, tmp_path: Path
+) -> None:
+    """Ray Train retries any worker error; ours stop it for errors a retry cannot fix."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from raytune_ft.errors import RunFailed
+    from raytune_ft.train.failures import FailFastOnDeterministicErrors
+
+    def run(kind: str) -> tuple[int, str]:
+        attempts = tmp_path / f"{kind}.attempts"
+
+        def worker(config: dict) -> None:
+            with open(config["attempts"], "a") as handle:
+                handle.write("x")
+            if config["kind"] == "value":
+                raise ValueError("Target modules {'nope'} not found in the base model")
+            raise RuntimeError("a transient failure")
+
+        trainer = TorchTrainer(
+            worker,
+            train_loop_config={"attempts": str(attempts), "kind": kind},
+            scaling_config=ray.train.ScalingConfig(num_workers=1),
+            run_config=ray.train.RunConfig(
+                name=kind,
+                storage_path=str(tmp_path),
+                failure_config=ray.train.FailureConfig(max_failures=1),
+                callbacks=[FailFastOnDeterministicErrors()],
+            ),
+        )
+        with pytest.raises(Exception) as info:
+            trainer.fit()
+        return len(attempts.read_text()), str(RunFailed.from_exception("run", info.value))
+
+    assert run("value") == (
+        1,
+        "ValueError: Target modules {'nope'} not found in the base model (run folder: run)",
+    )
+    assert run("runtime") == (2, "RuntimeError: a transient failure (run folder: run)")
