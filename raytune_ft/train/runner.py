@@ -45,6 +45,13 @@ def preflight(spec: ExperimentSpec) -> PreparedData:
     The model is built once on the meta device (no weights read), with its PEFT wrapper.
     """
     check_reachable(spec.cluster)
+    if spec.cluster.address == "local":  # this machine is the cluster: decide devices now
+        import torch
+
+        has_gpu = torch.cuda.is_available()
+        if spec.scaling.use_gpu is True and not has_gpu:
+            raise UserError("scaling.use_gpu: true, but this machine has no CUDA GPU")
+        check_device_settings(spec, use_gpu=has_gpu and spec.scaling.use_gpu is not False)
     data = prepare_data(spec.data, spec.seed)
     load_tokenizer(spec.model)
     model = build_model(spec.model, spec.peft, data.labels, empty=True)

@@ -188,3 +188,20 @@ def test_max_length_beyond_the_models_positions_exits_2(tmp_path: Path, tiny_ber
         f"error: data.max_length: 512 tokens, but {str(tiny_bert)!r} has 128 positions; "
         "expected at most 128"
     ]
+
+
+def test_gpu_only_settings_on_a_cpu_machine_exit_2_before_ray(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    path = spec_file(tmp_path, train={"precision": "fp16"})
+    result = runner.invoke(app, ["train", str(path)])
+    assert result.exit_code == 2
+    assert error_lines(result.output) == [
+        "error: train.precision: fp16 needs a GPU; use bf16 or fp32 on CPU"
+    ]
+    result = runner.invoke(app, ["train", str(path), "--set", "scaling.use_gpu=true"])
+    assert error_lines(result.output) == [
+        "error: scaling.use_gpu: true, but this machine has no CUDA GPU"
+    ]
