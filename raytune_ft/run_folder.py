@@ -52,6 +52,14 @@ def latest_run_dir(storage: str, name: str, kind: str) -> Path | None:
 
 
 def _umask() -> int:
+    """The process umask, read without changing it where the OS allows (threads may write)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

@@ -134,6 +134,21 @@ def _read_delimited(file: Path, fmt: str, source: SourceSpec) -> list[Row]:
     return rows
 
 
+class _RepeatedKey(Exception):
+    def __init__(self, key: str):
+        self.key = key
+
+
+def _refuse_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json.loads keeps the last of two equal keys: a label written twice would win silently.
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _RepeatedKey(key)
+        seen[key] = value
+    return seen
+
+
 def _read_jsonl(file: Path) -> list[Row]:
     rows: list[Row] = []
     try:
@@ -142,9 +157,14 @@ def _read_jsonl(file: Path) -> list[Row]:
                 if not line.strip():
                     continue
                 try:
-                    obj = json.loads(line)
+                    obj = json.loads(line, object_pairs_hook=_refuse_repeated_keys)
                 except json.JSONDecodeError as exc:
                     raise UserError(f"{file}:{line_no}: not valid JSON: {exc.msg}") from None
+                except _RepeatedKey as exc:
+                    raise UserError(
+                        f"{file}:{line_no}: key {exc.key!r} appears twice in one object; "
+                        "expected each column once"
+                    ) from None
                 if not isinstance(obj, dict):
                     raise UserError(f"{file}:{line_no}: expected a JSON object per line")
                 obj[SOURCE_KEY] = f"{file.name}:{line_no}"

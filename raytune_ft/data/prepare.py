@@ -92,10 +92,12 @@ def prepare_data(spec: DataSpec, seed: int) -> PreparedData:
             train_rows, label, split.validation, split.test, split.stratify, seed
         )
     elif val_rows is None:
-        train_rows, val_rows = hold_out(train_rows, split.validation, label, split.stratify, seed)
+        train_rows, val_rows = hold_out(
+            train_rows, split.validation, label, split.stratify, seed, "data.split.validation"
+        )
     elif test_rows is None:
         train_rows, test_rows = (
-            hold_out(train_rows, split.test, label, split.stratify, seed)
+            hold_out(train_rows, split.test, label, split.stratify, seed, "data.split.test")
             if split.test > 0
             else (train_rows, [])
         )

@@ -10,6 +10,8 @@ from sklearn.model_selection import train_test_split
 from raytune_ft.data.loading import SOURCE_KEY, Row
 from raytune_ft.errors import UserError
 
+SUBSAMPLE_FIELD = "data.max_train_samples"  # keeps only the held-out side
+
 
 def hold_out(
     rows: list[Row],
@@ -56,7 +58,8 @@ def _check_stratifiable(
         else math.ceil(fraction_or_count * len(rows))
     )
     kept = len(rows) - held
-    for side, size in (("held out", held), ("kept", kept)):
+    sides = [("held out", held)] + ([] if field == SUBSAMPLE_FIELD else [("kept", kept)])
+    for side, size in sides:
         if size < len(counts):
             raise UserError(
                 f"{field}: {size} rows {side} of {len(rows)} cannot hold all {len(counts)} "
@@ -91,5 +94,5 @@ def subsample(
     """A seeded subset of `size` rows that keeps the label mix when stratified."""
     if size >= len(rows):
         return rows
-    _, subset = hold_out(rows, size, label_column, stratify, seed, "data.max_train_samples")
+    _, subset = hold_out(rows, size, label_column, stratify, seed, SUBSAMPLE_FIELD)
     return subset

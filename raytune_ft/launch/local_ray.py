@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 from raytune_ft.errors import UserError
 from raytune_ft.launch import interrupts
@@ -27,12 +27,22 @@ RUNTIME_ENV_VARS = {
 _SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
-def _single_machine_mode() -> None:
-    os.environ[_SINGLE_MACHINE_ENV] = "0"
+@contextmanager
+def _single_machine_mode() -> Iterator[None]:
     import ray._private.ray_constants as constants
 
+    saved = os.environ.get(_SINGLE_MACHINE_ENV), constants.ENABLE_RAY_CLUSTER
+    os.environ[_SINGLE_MACHINE_ENV] = "0"
     # The constant is read once at import; set it too in case Ray was imported before us.
     constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:  # a later ray.init in this process (a cluster run, a notebook) gets Ray's default
+        if saved[0] is None:
+            os.environ.pop(_SINGLE_MACHINE_ENV, None)
+        else:
+            os.environ[_SINGLE_MACHINE_ENV] = saved[0]
+        constants.ENABLE_RAY_CLUSTER = saved[1]
 
 
 CONNECT_TIMEOUT_S = 5.0
@@ -70,43 +80,40 @@ def ray_session(cluster: ClusterSpec, cpus_per_trial: int) -> Iterator[None]:
     os.environ.update(RUNTIME_ENV_VARS)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     env = {"env_vars": {k: os.environ[k] for k in RUNTIME_ENV_VARS}}
-    session: LocalSession | None = None
-    if cluster.address == "local":
-        _single_machine_mode()
-        clean_orphaned_sessions()
-        session = LocalSession.create()
-        ray.init(
-            address="local",
-            num_cpus=local_cpu_budget(cpus_per_trial),
-            _node_ip_address="127.0.0.1",
-            _temp_dir=str(session.temp_dir),
-            include_dashboard=True,  # Train V2 logs an error on every poll without it
-            dashboard_host="127.0.0.1",
-            runtime_env=env,
-            log_to_driver=True,
-            configure_logging=True,
-            logging_level="WARNING",
-        )
-    elif os.environ.get("RAY_JOB_ID"):
-        ray.init()  # inside a Ray Job the job's runtime_env already applies
-    else:
-        check_reachable(cluster)
-        try:
-            ray.init(address=cluster.address, runtime_env=env, logging_level="WARNING")
-        except ConnectionError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no answer"
-            raise UserError(
-                f"cluster.address: cannot join Ray at {cluster.address!r}: {first}"
-            ) from None
-    interrupts.reinstall()  # ray.init replaced the SIGTERM handler
-    try:
+    with ExitStack() as cleanup:
+        if cluster.address == "local":
+            cleanup.enter_context(_single_machine_mode())
+            clean_orphaned_sessions()
+            session = LocalSession.create()
+            cleanup.callback(session.close)  # also when ray.init itself fails or is interrupted
+            cleanup.callback(ray.shutdown)
+            ray.init(
+                address="local",
+                num_cpus=local_cpu_budget(cpus_per_trial),
+                _node_ip_address="127.0.0.1",
+                _temp_dir=str(session.temp_dir),
+                include_dashboard=True,  # Train V2 logs an error on every poll without it
+                dashboard_host="127.0.0.1",
+                runtime_env=env,
+                log_to_driver=True,
+                configure_logging=True,
+                logging_level="WARNING",
+            )
+        elif os.environ.get("RAY_JOB_ID"):
+            cleanup.callback(ray.shutdown)
+            ray.init()  # inside a Ray Job the job's runtime_env already applies
+        else:
+            check_reachable(cluster)
+            cleanup.callback(ray.shutdown)
+            try:
+                ray.init(address=cluster.address, runtime_env=env, logging_level="WARNING")
+            except ConnectionError as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no answer"
+                raise UserError(
+                    f"cluster.address: cannot join Ray at {cluster.address!r}: {first}"
+                ) from None
+        interrupts.reinstall()  # ray.init replaced the SIGTERM handler
         yield
-    finally:
-        try:
-            ray.shutdown()
-        finally:
-            if session is not None:
-                session.close()
 
 
 def cluster_has_gpus() -> bool:

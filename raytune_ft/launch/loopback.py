@@ -51,13 +51,26 @@ def _host_store(world_size: int, timeout_s: float) -> int:
 
 
 def _join_store(port: int) -> None:
-    """On every rank: init_process_group(env://) connects to the store instead of hosting one."""
+    """On every rank: init_process_group(env://) connects to the store instead of hosting one,
+    and gloo's and NCCL's own sockets use the loopback interface."""
+    interface = loopback_interface()
     os.environ.update(
         MASTER_ADDR=LOOPBACK,
         MASTER_PORT=str(port),
         TORCHELASTIC_USE_AGENT_STORE="True",
-        GLOO_SOCKET_IFNAME="lo",
+        GLOO_SOCKET_IFNAME=interface,
+        NCCL_SOCKET_IFNAME=interface,
     )
+
+
+def loopback_interface() -> str:
+    """The name of the interface that holds 127.0.0.1 ('lo' on Linux, 'lo0' on macOS)."""
+    import psutil
+
+    for name, addresses in psutil.net_if_addrs().items():
+        if any(a.family == socket.AF_INET and a.address == LOOPBACK for a in addresses):
+            return name
+    return "lo"
 
 
 def _release() -> None:
@@ -71,7 +84,7 @@ class _LoopbackTorchBackend(_TorchBackend):
     def on_start(self, worker_group: Any, backend_config: TorchConfig) -> None:
         import ray
 
-        backend = backend_config.backend or "gloo"
+        backend = backend_config.backend or "gloo"  # the caller picks nccl for GPU workers
         size = len(worker_group)
         port = worker_group.execute_single(0, _host_store, size, backend_config.timeout_s)
         worker_group.execute(_join_store, port)
@@ -99,7 +112,10 @@ class _LoopbackTorchBackend(_TorchBackend):
 
 
 class LoopbackTorchConfig(TorchConfig):
-    """TorchConfig whose process group listens on 127.0.0.1 only (single-machine runs)."""
+    """TorchConfig whose process group listens on 127.0.0.1 only (single-machine runs).
+
+    Pass `backend` ("nccl" for GPU workers, "gloo" otherwise), as Ray would choose it.
+    """
 
     @property
     def backend_cls(self) -> type[_TorchBackend]:

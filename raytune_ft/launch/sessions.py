@@ -46,10 +46,8 @@ class LocalSession:
     @classmethod
     def create(cls) -> LocalSession:
         temp_dir = Path(tempfile.mkdtemp(prefix=PREFIX, dir=sessions_root()))
-        me = psutil.Process()
-        (temp_dir / OWNER_FILE).write_text(
-            json.dumps({"pid": me.pid, "create_time": me.create_time()})
-        )
+        owner = {"pid": os.getpid(), "start": _start_mark(os.getpid()), "host": _host()}
+        (temp_dir / OWNER_FILE).write_text(json.dumps(owner))
         session = cls(temp_dir, _free_loopback_port())
         session._saved_env = {k: os.environ.get(k) for k in _SESSION_ENV}
         os.environ.update(
@@ -99,16 +97,41 @@ def stop_processes(processes: list[psutil.Process], grace_s: float = 3.0) -> Non
 
 
 def _owner_alive(folder: Path) -> bool:
+    """False only when the folder's driver is known to be gone from this machine."""
     try:
         owner = json.loads((folder / OWNER_FILE).read_text())
     except (OSError, ValueError):
         # No owner file yet: a session being created right now, unless the folder is old.
-        return time.time() - folder.stat().st_mtime < 60
+        try:
+            return time.time() - folder.stat().st_mtime < 60
+        except OSError:  # removed meanwhile by its own session
+            return True
+    if owner.get("host") != _host():
+        return True  # a temp dir shared with another machine or container: not ours to judge
+    return _start_mark(owner.get("pid", -1)) == owner.get("start")
+
+
+def _start_mark(pid: int) -> str | None:
+    """When a process started, in a form that a reused pid or a clock change cannot fake."""
     try:
-        process = psutil.Process(owner["pid"])
-        return abs(process.create_time() - owner["create_time"]) < 1.0  # not a reused pid
-    except (psutil.Error, KeyError):
-        return False
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            # Field 22, counted after the command name (which may hold spaces and parens).
+            return "ticks:" + handle.read().rsplit(")", 1)[1].split()[19]
+    except OSError:
+        pass
+    try:
+        return f"time:{psutil.Process(pid).create_time():.0f}"
+    except psutil.Error:
+        return None
+
+
+def _host() -> str:
+    """This machine and boot: a pid means nothing on another one."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = f"{psutil.boot_time():.0f}"
+    return f"{socket.gethostname()}/{boot}"
 
 
 def _marked_processes() -> dict[str, list[psutil.Process]]:

@@ -73,6 +73,26 @@ def build_model(
     return model
 
 
+# Architectures whose learned absolute position table caps the input length (an allowlist:
+# relative or rotary positions, as in DeBERTa, T5 or Llama, set no hard cap whatever their
+# config's max_position_embeddings says). RoBERTa-style tables start after the padding index.
+_ABSOLUTE_POSITIONS = {"bert", "distilbert", "electra", "albert", "gpt2"}
+_PADDING_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "longformer"}
+
+
+def absolute_positions(config: Any) -> int | None:
+    """How many tokens the model's position table holds; None when it sets no hard cap."""
+    model_type = getattr(config, "model_type", "")
+    positions = getattr(config, "max_position_embeddings", None) or getattr(
+        config, "n_positions", None
+    )
+    if positions is None or getattr(config, "position_embedding_type", "absolute") != "absolute":
+        return None
+    if model_type in _PADDING_OFFSET_POSITIONS:
+        return positions - (config.pad_token_id or 0) - 1
+    return positions if model_type in _ABSOLUTE_POSITIONS else None
+
+
 def _with_lora(model: torch.nn.Module, peft_spec: PeftSpec) -> torch.nn.Module:
     from peft import LoraConfig, TaskType, get_peft_model
 

@@ -64,51 +64,65 @@ def load_yaml(text: str, source: str) -> tuple[Any, LineIndex]:
         raise UserError(f"{where}: not valid YAML: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise UserError(f"{source}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+        # Building a value failed: a date that does not exist, an integer of 5,000 digits...
+        raise UserError(f"{source}: a value YAML cannot build: {exc}") from None
     return value, _line_index(root)
 
 
 def _check_events(text: str, source: str) -> None:
-    """Depth and expanded size from the event stream, before anything is built."""
-    open_nodes: list[list[Any]] = []  # [expanded size so far, anchor or None]
+    """Depth and expanded size from the event stream, before anything is built.
+
+    Each open node accumulates the expanded size and the height of what it holds; an alias
+    counts as a full copy of its anchor's node, at the depth where it is used.
+    """
+    open_nodes: list[list[Any]] = []  # [expanded size, height below, anchor or None]
     sizes: dict[str, int] = {}  # anchor -> expanded size of its node
+    heights: dict[str, int] = {}  # anchor -> levels of nesting inside its node (itself included)
     total = 0
 
     def fail(event: yaml.Event, problem: str) -> UserError:
         return UserError(f"{source}:{event.start_mark.line + 1}: {problem}")
 
-    def add(n: int, event: yaml.Event) -> None:
+    def add(size: int, height: int, event: yaml.Event) -> None:
         nonlocal total
-        total += n
-        if open_nodes:
-            open_nodes[-1][0] += n
+        total += size
         if total > MAX_NODES:
             raise fail(
                 event,
                 f"expands to more than {MAX_NODES:,} values through aliases; "
                 "expected a plain spec (no alias bombs)",
             )
+        if len(open_nodes) + height > MAX_DEPTH:
+            raise fail(event, f"nested too deep (over {MAX_DEPTH} levels); expected a spec")
+
+    def close(size: int, height: int) -> None:
+        if open_nodes:
+            open_nodes[-1][0] += size
+            open_nodes[-1][1] = max(open_nodes[-1][1], height)
 
     for event in yaml.parse(text, Loader=_Loader):
         if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
-            add(1, event)
-            open_nodes.append([1, event.anchor])
-            if len(open_nodes) > MAX_DEPTH:
-                raise fail(event, f"nested too deep (over {MAX_DEPTH} levels); expected a spec")
+            add(1, 1, event)
+            open_nodes.append([1, 0, event.anchor])
         elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
-            size, anchor = open_nodes.pop()
+            size, below, anchor = open_nodes.pop()
             if anchor is not None:
-                sizes[anchor] = size
+                sizes[anchor], heights[anchor] = size, below + 1
+            close(size, below + 1)
         elif isinstance(event, yaml.ScalarEvent):
-            add(1, event)
+            add(1, 0, event)
             if event.anchor is not None:
-                sizes[event.anchor] = 1
+                sizes[event.anchor], heights[event.anchor] = 1, 0
+            close(1, 0)
         elif isinstance(event, yaml.AliasEvent):
-            if any(anchor == event.anchor for _, anchor in open_nodes):
+            if any(node[2] == event.anchor for node in open_nodes):
                 raise fail(event, f"alias *{event.anchor} refers to a node that contains it")
             if event.anchor not in sizes:
                 raise fail(event, f"alias *{event.anchor} has no anchor &{event.anchor} before it")
             # The aliased node counts again in full: that is what construction will build.
-            add(sizes[event.anchor], event)
+            add(sizes[event.anchor], heights[event.anchor], event)
+            close(sizes[event.anchor], heights[event.anchor])
 
 
 def _check_repeated_keys(root: yaml.Node, source: str) -> None:
@@ -124,8 +138,6 @@ def _check_repeated_keys(root: yaml.Node, source: str) -> None:
             for key_node, value_node in node.value:
                 key = str(key_node.value)
                 line = key_node.start_mark.line + 1
-                if key == "<<" and key_node.tag == "tag:yaml.org,2002:merge":
-                    continue  # merge keys may repeat by design
                 if key in first_line:
                     where = ".".join((*path, key))
                     problems.append(
@@ -145,20 +157,25 @@ def _check_repeated_keys(root: yaml.Node, source: str) -> None:
 
 
 def _line_index(root: yaml.Node | None) -> LineIndex:
-    """Map each key path in the document to its 1-based line number."""
-    index: LineIndex = {}
+    """Map each key path in the document to its 1-based line number.
 
-    def walk(node: yaml.Node, prefix: tuple[Any, ...]) -> None:
+    Iterative, and each node is visited once: an aliased node is indexed where it is defined.
+    """
+    index: LineIndex = {}
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, tuple[Any, ...]]] = [(root, ())] if root is not None else []
+    while stack:
+        node, prefix = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
             for key_node, value_node in node.value:
                 key = (*prefix, key_node.value)
                 index.setdefault(key, key_node.start_mark.line + 1)
-                walk(value_node, key)
+                stack.append((value_node, key))
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
                 index.setdefault((*prefix, i), item.start_mark.line + 1)
-                walk(item, (*prefix, i))
-
-    if root is not None:
-        walk(root, ())
+                stack.append((item, (*prefix, i)))
     return index

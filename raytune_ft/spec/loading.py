@@ -74,20 +74,20 @@ def apply_overrides(
         except UserError as exc:
             problems += exc.problems
             continue
-        parts, section = override_target(parts)
+        parts, schema = override_target(parts)
         try:
-            set_dotted(data, parts, value, merge=section)
+            written = set_dotted(data, parts, value, schema=schema)
         except ValueError as exc:
             problems.append(f"--set {key}: {exc}")
             continue
-        applied[parts] = item
+        applied.update(dict.fromkeys(written, item))
     if problems:
         raise UserError(problems)
     return data, applied
 
 
-def override_target(parts: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
-    """(path in the spec mapping, whether it names a section) for a dotted --set key.
+def override_target(parts: tuple[str, ...]) -> tuple[tuple[str, ...], Any]:
+    """(path in the spec mapping, the schema type there or None) for a dotted --set key.
 
     Walks the schema: inside a mapping field such as sweep.space, the rest of the key is one
     entry (`sweep.space.train.learning_rate` is the space key "train.learning_rate").
@@ -96,19 +96,20 @@ def override_target(parts: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
     for i, part in enumerate(parts):
         field = node.model_fields.get(part) if is_section(node) else None
         if field is None:
-            return parts, False  # not a spec field: validation names it as unknown
+            return parts, None  # not a spec field: validation names it as unknown
         node = unwrap_optional(field.annotation)
         if get_origin(node) is dict and i + 1 < len(parts):
-            return (*parts[: i + 1], ".".join(parts[i + 1 :])), False
-    return parts, is_section(node)
+            return (*parts[: i + 1], ".".join(parts[i + 1 :])), None
+    return parts, node
 
 
 def set_dotted(
-    data: dict[str, Any], parts: tuple[str, ...], value: Any, merge: bool = False
-) -> None:
+    data: dict[str, Any], parts: tuple[str, ...], value: Any, schema: Any = None
+) -> list[tuple[str, ...]]:
     """Set data[a][b][c] = value for parts (a, b, c), creating absent or null sections.
 
-    With merge, a mapping value is merged into an existing mapping instead of replacing it.
+    When `schema` is a section and both the old and new values are mappings, the new one is
+    merged in field by field. Returns the paths written (to blame them in messages).
     """
     node = data
     for part in parts[:-1]:
@@ -118,20 +119,35 @@ def set_dotted(
             raise ValueError(f"{part!r} is a value, not a section")
         node = node[part]
     old = node.get(parts[-1])
-    if merge and isinstance(value, dict) and isinstance(old, dict):
-        node[parts[-1]] = _merged(old, value)
-    else:
-        node[parts[-1]] = value
+    if is_section(schema) and isinstance(value, dict) and isinstance(old, dict):
+        node[parts[-1]], written = _merged(old, value, schema, parts)
+        return written
+    node[parts[-1]] = value
+    return [parts]
 
 
-def _merged(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+def _merged(
+    old: dict[str, Any], new: dict[str, Any], section: Any, prefix: tuple[str, ...]
+) -> tuple[dict[str, Any], list[tuple[str, ...]]]:
+    """`new` merged into `old` along the schema: sections merge, other values replace."""
     out = dict(old)
+    written: list[tuple[str, ...]] = []
     for key, value in new.items():
+        field = section.model_fields.get(key)
+        sub = unwrap_optional(field.annotation) if field is not None else None
+        path = (*prefix, key)
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merged(out[key], value)
-        else:
-            out[key] = value
-    return out
+            if is_section(sub):
+                out[key], more = _merged(out[key], value, sub, path)
+                written += more
+                continue
+            if get_origin(sub) is dict:  # sweep.space: each entry is replaced whole
+                out[key] = {**out[key], **value}
+                written += [(*path, entry) for entry in value]
+                continue
+        out[key] = value
+        written.append(path)
+    return out, written
 
 
 # ----------------------------------------------------------------------------- messages

@@ -91,9 +91,11 @@ class FileColumnSpec(Section):
     @field_validator("pattern")
     @classmethod
     def _compiles(cls, value: str) -> str:
+        import regex  # the engine that runs it (it has a time-out; see data/loading.py)
+
         try:
-            re.compile(value)
-        except re.error as exc:
+            regex.compile(value)
+        except regex.error as exc:
             raise ValueError(f"not a valid regular expression: {exc}") from None
         return value
 
@@ -392,7 +394,10 @@ class ClusterSpec(Section):
     @field_validator("address")
     @classmethod
     def _known_form(cls, value: str) -> str:
-        if not re.fullmatch(r"local|auto|(ray://)?[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}", value):
+        host = r"[A-Za-z0-9._\-]+|\[[0-9A-Fa-f:.]+\]"
+        if not re.fullmatch(
+            rf"local|auto|(?:{host}):[0-9]{{1,5}}|ray://(?:{host})(:[0-9]{{1,5}})?", value
+        ):
             raise ValueError(
                 f"{value!r}: expected 'local', 'auto', HOST:PORT (a head's GCS, usually 6379) "
                 "or ray://HOST:10001"
@@ -404,5 +409,8 @@ class ClusterSpec(Section):
         """(host, port) of a remote address; None for local and auto."""
         if self.address in ("local", "auto"):
             return None
-        host, _, port = self.address.removeprefix("ray://").rpartition(":")
+        rest = self.address.removeprefix("ray://")
+        if self.address.startswith("ray://") and not re.search(r":[0-9]+$", rest):
+            return rest.strip("[]"), 10001  # Ray Client's default port
+        host, _, port = rest.rpartition(":")
         return host.strip("[]"), int(port)

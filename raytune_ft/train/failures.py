@@ -14,16 +14,7 @@ from ray.train import ControllerError, UserCallback, WorkerGroupError
 from raytune_ft.errors import UserError
 
 # Raised by code that would raise them again on a retry: configuration, types, missing keys.
-DETERMINISTIC = (
-    UserError,
-    ValueError,
-    TypeError,
-    KeyError,
-    AttributeError,
-    ImportError,
-    NotImplementedError,
-    AssertionError,
-)
+DETERMINISTIC = (UserError, ValueError, TypeError, KeyError, ImportError, NotImplementedError)
 
 
 class NonRetryableError(ControllerError):
@@ -43,10 +34,9 @@ def root_cause(exc: BaseException) -> BaseException:
     seen: set[int] = set()
     while id(exc) not in seen:
         seen.add(id(exc))
-        failures = getattr(exc, "worker_failures", None)
         inner = (
             getattr(exc, "controller_failure", None)
-            or (failures[min(failures)] if failures else None)
+            or _telling_failure(getattr(exc, "worker_failures", None))
             or getattr(exc, "cause", None)  # RayTaskError: the exception the task raised
             or getattr(exc, "health_check_failure", None)
             or exc.__cause__
@@ -55,6 +45,18 @@ def root_cause(exc: BaseException) -> BaseException:
             break
         exc = inner
     return exc
+
+
+def _telling_failure(failures: dict[int, Exception] | None) -> Exception | None:
+    """The rank whose error explains the run: a deterministic one first (its peers often fail
+    only as a consequence, e.g. a collective torn down), else the lowest rank."""
+    if not failures:
+        return None
+    ranks = sorted(failures)
+    return (
+        next((failures[r] for r in ranks if isinstance(failures[r], DETERMINISTIC)), None)
+        or (failures[ranks[0]])
+    )
 
 
 def describe(exc: BaseException) -> str:

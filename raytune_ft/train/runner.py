@@ -18,7 +18,7 @@ from raytune_ft.launch.local_ray import (
     on_loopback_only,
     ray_session,
 )
-from raytune_ft.modeling.loading import build_model, load_tokenizer
+from raytune_ft.modeling.loading import absolute_positions, build_model, load_tokenizer
 from raytune_ft.run_folder import (
     copy_tree_atomic,
     new_run_dir,
@@ -54,8 +54,13 @@ def preflight(spec: ExperimentSpec) -> PreparedData:
         check_device_settings(spec, use_gpu=has_gpu and spec.scaling.use_gpu is not False)
     data = prepare_data(spec.data, spec.seed)
     load_tokenizer(spec.model)
-    model = build_model(spec.model, spec.peft, data.labels, empty=True)
-    positions = getattr(model.config, "max_position_embeddings", None)
+    try:
+        model = build_model(spec.model, spec.peft, data.labels, empty=True)
+    except UserError:
+        raise
+    except Exception:  # some architectures cannot be built on the meta device: the workers
+        return data  # will build it for real, and report what fails there
+    positions = absolute_positions(model.config)
     if positions is not None and spec.data.max_length > positions:
         raise UserError(
             f"data.max_length: {spec.data.max_length} tokens, but {spec.model.name_or_path!r} "
@@ -92,7 +97,11 @@ def build_trainer(
     return TorchTrainer(
         train_worker,
         # A single machine on 127.0.0.1: the process group listens on loopback only too.
-        torch_config=LoopbackTorchConfig() if on_loopback_only() else None,
+        torch_config=(
+            LoopbackTorchConfig(backend="nccl" if use_gpu else "gloo")
+            if on_loopback_only()
+            else None
+        ),
         train_loop_config=asdict(
             WorkerArgs(spec=spec.model_dump(mode="json"), run_dir=str(run_dir), use_gpu=use_gpu)
         ),

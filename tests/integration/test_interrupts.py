@@ -103,7 +103,8 @@ def test_ctrl_c_stops_train_cleanly_and_resume_finishes_it(
     steps = [json.loads(line) for line in (run_dir / "steps.jsonl").read_text().splitlines()]
     [event] = [s for s in steps if s.get("event") == "resumed"]
     assert event["step"] >= 10  # from a checkpoint, not from scratch
-    assert max(s["step"] for s in steps if "loss" in s) == 160  # 640 rows / (2 workers x 8) x 4 epochs
+    # 640 training rows / (2 workers x 8) x 4 epochs
+    assert max(s["step"] for s in steps if "loss" in s) == 160
     assert json.loads((run_dir / "summary.json").read_text())["best_validation"] > 0.9
     assert out.strip().endswith(str(run_dir))
 

@@ -147,3 +147,17 @@ def test_a_5mb_field_is_read_and_lines_stay_right(tmp_path: Path) -> None:
     path.write_text(f'text,label\n"{big}",1\nshort,0\n')
     rows = read_source(SourceSpec(path=str(path)))
     assert len(rows[0]["text"]) == len(big) and rows[1]["_source"] == "d.csv:3"
+
+
+def test_a_jsonl_key_written_twice_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"text": "a", "label": 1}\n{"text": "b", "label": 0, "label": 1}\n')
+    assert problem(read_source, SourceSpec(path=str(path))) == (
+        f"{path}:2: key 'label' appears twice in one object; expected each column once"
+    )
+
+
+def test_file_column_pattern_is_checked_by_the_engine_that_runs_it() -> None:
+    lines = spec_problems({"train": {"path": "x", "file_column": {"name": "s", "pattern": "(a"}}})
+    assert len(lines) == 1
+    assert lines[0].startswith("data.train.file_column.pattern: not a valid regular expression")

@@ -45,3 +45,11 @@ def test_a_run_failure_prints_the_root_cause_and_user_errors_exit_2() -> None:
         "runs/x", ControllerError(WorkerGroupError("...", {0: UserError("data.x: wrong")}))
     )
     assert str(bad) == "data.x: wrong (run folder: runs/x)" and bad.bad_input
+
+
+def test_the_deterministic_error_explains_a_run_whatever_its_rank() -> None:
+    follow_on = RuntimeError("Connection closed by peer")  # rank 0 lost its collective peer
+    real = ValueError("Target modules {'nope'} not found")
+    group = WorkerGroupError("...", {0: follow_on, 1: real})
+    assert root_cause(group) is real
+    assert root_cause(WorkerGroupError("...", {0: follow_on, 1: OSError()})) is follow_on

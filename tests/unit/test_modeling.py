@@ -77,3 +77,16 @@ def test_bad_lora_target_is_a_user_error(tiny_bert: Path) -> None:
             PeftSpec(method="lora", target_modules=["no_such_layer"]),
             ["0", "1"],
         )
+
+
+def test_position_limits_only_for_absolute_position_tables() -> None:
+    from transformers import BertConfig, DebertaV2Config, GPT2Config, LlamaConfig, RobertaConfig
+
+    from raytune_ft.modeling.loading import absolute_positions
+
+    assert absolute_positions(BertConfig(max_position_embeddings=128)) == 128
+    assert absolute_positions(RobertaConfig(max_position_embeddings=514)) == 512  # pad offset
+    assert absolute_positions(GPT2Config()) == 1024
+    assert absolute_positions(BertConfig(position_embedding_type="relative_key")) is None
+    assert absolute_positions(LlamaConfig()) is None  # rotary: no hard cap
+    assert absolute_positions(DebertaV2Config()) is None  # relative

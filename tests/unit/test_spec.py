@@ -249,3 +249,26 @@ def test_override_into_a_value_is_named(tmp_path: Path) -> None:
     with pytest.raises(UserError) as info:
         load_spec(path, ["name.first=x"])
     assert info.value.problems == ["--set name.first: 'name' is a value, not a section"]
+
+
+@pytest.mark.parametrize(
+    ("address", "host_port"),
+    [
+        ("local", None),
+        ("auto", None),
+        ("head:6379", ("head", 6379)),
+        ("ray://my_head", ("my_head", 10001)),  # Ray Client's default port
+        ("ray://10.0.0.1:10001", ("10.0.0.1", 10001)),
+        ("[::1]:6379", ("::1", 6379)),
+    ],
+)
+def test_cluster_addresses_ray_accepts(address: str, host_port: object) -> None:
+    from raytune_ft.spec.sections import ClusterSpec
+
+    assert ClusterSpec(address=address).host_port == host_port
+
+
+@pytest.mark.parametrize("address", ["http://head:8265", "head", "ray://", "head:port"])
+def test_cluster_addresses_ray_refuses(address: str) -> None:
+    with pytest.raises(UserError, match=r"cluster\.address: .*expected 'local', 'auto', HOST:PORT"):
+        validate_spec(minimal_spec(cluster={"address": address}))

@@ -36,6 +36,22 @@ def billion_laughs(levels: int = 9) -> str:
     return BASE + "\n".join(lines) + "\n"
 
 
+def nested_laughs(levels: int = 9) -> str:
+    """Each anchor's aliases one list deeper: counted by node, not by the innermost list."""
+    lines = ['a0: &a0 ["lol"]']
+    for i in range(1, levels + 1):
+        lines.append(f"a{i}: &a{i} [[{', '.join([f'*a{i - 1}'] * 10)}]]")
+    return BASE + "\n".join(lines) + "\n"
+
+
+def alias_chain(links: int = 60) -> str:
+    """Small and shallow as written, deep once each alias is expanded."""
+    lines = ["c0: &c0 [1]"]
+    for i in range(1, links):
+        lines.append(f"c{i}: &c{i} " + "[" * 25 + f"*c{i - 1}" + "]" * 25)
+    return BASE + "\n".join(lines) + "\n"
+
+
 def run_validate(spec: Path | str) -> subprocess.CompletedProcess[str]:
     # A real process with a hard time-out: a parser that hangs or eats memory fails the test.
     return subprocess.run(
@@ -57,8 +73,27 @@ def run_validate(spec: Path | str) -> subprocess.CompletedProcess[str]:
             f"nested too deep (over {MAX_DEPTH} levels)",
         ),
         (BASE + "x: *nowhere\n", ":4: alias *nowhere has no anchor &nowhere before it"),
+        (nested_laughs(), ":9: expands to more than 100,000 values through aliases"),
+        (alias_chain(), ":6: nested too deep (over 32 levels)"),
+        (BASE + "seed: 2020-02-30\n", ": a value YAML cannot build: day is out of range"),
+        (BASE + "seed: " + "9" * 5000 + "\n", ": a value YAML cannot build: Exceeds the limit"),
+        (
+            BASE + "x: &x {a: 1}\ny: &y {a: 2}\ntrain: {<<: *x, <<: *y}\n",
+            ":6: train.<<: written twice in one mapping",
+        ),
     ],
-    ids=["billion-laughs", "recursive-alias", "deep-lists", "deep-maps", "undefined-alias"],
+    ids=[
+        "billion-laughs",
+        "recursive-alias",
+        "deep-lists",
+        "deep-maps",
+        "undefined-alias",
+        "nested-laughs",
+        "alias-chain-depth",
+        "impossible-date",
+        "huge-integer",
+        "two-merge-keys",
+    ],
 )
 def test_hostile_yaml_exits_2_with_one_line(tmp_path: Path, text: str, expected: str) -> None:
     path = write(tmp_path, text)
@@ -170,3 +205,25 @@ def test_a_set_value_is_bounded_too(tmp_path: Path) -> None:
     assert "expands to more than 100,000 values" in problems(path, [f"data.labels={bomb}"])[0]
     deep = "[" * 100 + "]" * 100
     assert "nested too deep" in problems(path, [f"data.labels={deep}"])[0]
+
+
+def test_a_merging_set_is_blamed_only_for_what_it_wrote(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE + "train:\n  learning_rate: -1\n")
+    assert problems(path, ["train={epochs: 3}"]) == [
+        f"{path}:5: train.learning_rate: Input should be greater than 0 (got -1)"
+    ]
+    assert problems(path, ["train={learning_rate: 0}"]) == [
+        "--set train={learning_rate: 0}: train.learning_rate: Input should be greater than 0 "
+        "(got 0)"
+    ]
+
+
+def test_merging_into_a_sweep_replaces_space_entries_whole(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        BASE + "sweep:\n  space:\n    train.learning_rate: {loguniform: [1.0e-5, 1.0e-3]}\n"
+        "    train.epochs: {choice: [1, 2]}\n",
+    )
+    spec = load_spec(path, ["sweep={space: {train.learning_rate: {choice: [0.0001]}}}"])
+    assert spec.sweep.space["train.learning_rate"].choice == [0.0001]
+    assert spec.sweep.space["train.epochs"].choice == [1, 2]  # the other entry stays
