@@ -28,7 +28,13 @@ def cli_spec(tiny_bert: Path, data: Path, storage: Path, **extra: object) -> Pat
         "name": "sig",
         "model": {"name_or_path": str(tiny_bert)},
         "data": {"train": {"path": str(data)}, "max_length": 16},
-        "train": {"epochs": 4, "micro_batch_size": 8, "eval_every": 10, "log_every": 1},
+        "train": {
+            "epochs": 4,
+            "micro_batch_size": 8,
+            "learning_rate": 3e-3,
+            "eval_every": 10,
+            "log_every": 1,
+        },
         "deepspeed": {"zero_stage": 2},
         "scaling": {"num_workers": 2},
         "storage": {"path": str(storage)},
@@ -109,34 +115,74 @@ def test_ctrl_c_stops_train_cleanly_and_resume_finishes_it(
     assert out.strip().endswith(str(run_dir))
 
 
-def test_sigterm_stops_a_sweep_with_its_resume_command(
+def test_sigterm_stops_train_cleanly(
     ray_local: None, tiny_bert: Path, keyword_data: Path, tmp_path: Path
+) -> None:
+    """SIGTERM (what `kill`, systemd and Kubernetes send) once aborted with a C stack dump."""
+    before = sessions_of_others()
+    spec = cli_spec(tiny_bert, keyword_data, tmp_path)
+    proc = run_until_checkpointed(["train", str(spec)], tmp_path, "sig-train-*/steps.jsonl")
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+
+    assert proc.returncode == 143, stderr[-3000:]
+    [run_dir] = tmp_path.glob("sig-train-*")
+    assert final_line(stderr) == (
+        f"interrupted (SIGTERM); Ray stopped; run folder: {run_dir}; "
+        f"resume with: raytune-ft train {spec} --resume"
+    )
+    assert "Traceback" not in stderr and "Fatal Python error" not in stderr
+    assert sessions_of_others() == before
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_a_sweep_with_its_resume_command(
+    ray_local: None, tiny_bert: Path, keyword_data: Path, tmp_path: Path, signum: int
 ) -> None:
     before = sessions_of_others()
     spec = cli_spec(
         tiny_bert,
         keyword_data,
         tmp_path,
+        train={"epochs": 2, "micro_batch_size": 16, "learning_rate": 3e-3, "eval_every": 5},
         scaling={"num_workers": 1},
         sweep={
-            "num_samples": 3,
+            "num_samples": 2,
             "max_concurrent_trials": 1,
+            "search": {"algorithm": "random"},
+            "scheduler": {"name": "fifo"},
             "space": {"train.learning_rate": {"loguniform": [1e-3, 5e-3]}},
         },
     )
     proc = run_until_checkpointed(["tune", str(spec)], tmp_path, "sig-tune-*/trials/*/steps.jsonl")
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=120)
 
-    assert proc.returncode == 143, stderr[-3000:]
+    name = signal.Signals(signum).name
+    assert proc.returncode == 128 + signum, stderr[-3000:]
     [sweep_dir] = tmp_path.glob("sig-tune-*")
     assert final_line(stderr) == (
-        f"interrupted (SIGTERM); Ray stopped; run folder: {sweep_dir}; "
+        f"interrupted ({name}); Ray stopped; run folder: {sweep_dir}; "
         f"resume with: raytune-ft tune {spec} --resume"
     )
     assert (sweep_dir / "ray-tune").is_dir()  # Tune saved its state for --resume
     assert "Traceback" not in stderr and "Found multiple active Ray instances" not in stderr
+    assert "failed:" not in stderr
     assert sessions_of_others() == before
+    if signum != signal.SIGINT:
+        return
+    # The command the line names finishes the sweep in the same folder.
+    resumed = subprocess.run(
+        [sys.executable, "-m", "raytune_ft", "tune", str(spec), "--resume"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads((sweep_dir / "summary.json").read_text())
+    assert summary["trials"]["total"] == 2 and summary["trials"]["errored"] == 0
+    assert summary["best_validation"] > 0.9
 
 
 def test_agents_orphaned_by_a_killed_driver_are_cleaned_by_the_next_session(
