@@ -6,6 +6,7 @@ what they feed (a run folder, or a Tune trial through TuneReportCallback).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -64,6 +65,7 @@ def train_worker(config: dict[str, Any]) -> None:
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+    _quiet_report_lines()
     if not args.use_gpu:
         torch.set_num_threads(spec.scaling.cpus_per_worker)
     # The same seed on every rank: the new classifier head must start identical everywhere.
@@ -199,6 +201,16 @@ def train_worker(config: dict[str, Any]) -> None:
 
 
 RUNTIME_FILE = "runtime.json"
+
+
+def _quiet_report_lines() -> None:
+    """Ray Train's worker context logs every report (metrics and checkpoint repr) at INFO, on a
+    logger named after its file, which LoggingConfig does not reach: one long console line per
+    evaluation and rank. The progress line says what matters."""
+    with contextlib.suppress(ImportError):
+        from ray.train.v2._internal.execution import context
+
+        logging.getLogger(context.__file__).setLevel(logging.WARNING)
 
 
 def _record_runtime(run_dir: Path, engine: Any, precision: str, world: int) -> None:
