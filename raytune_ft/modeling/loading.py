@@ -37,32 +37,36 @@ def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
 
 
 def build_model(
-    model_spec: ModelSpec, peft_spec: PeftSpec, labels: list[str], empty: bool = False
+    model_spec: ModelSpec,
+    peft_spec: PeftSpec,
+    labels: list[str],
+    empty: bool = False,
+    dtype: torch.dtype | None = None,
 ) -> torch.nn.Module:
-    """The pretrained model with a fresh head for `labels`, wrapped in LoRA if asked.
+    """The model for `labels`, with a fresh head, wrapped in LoRA if asked.
 
-    `empty` builds the same model on the meta device, with no weights read or allocated:
-    the pre-flight uses it to find configuration errors (PEFT targets, the architecture)
-    in seconds on the driver, before any worker starts.
+    Pretrained weights (`model.init: pretrained`) or a fresh model of the config's shape
+    (`random`), with `model.config_overrides` applied either way. `dtype` is the training
+    dtype: weights are created or read in it, never in fp32 first and then cast. `empty`
+    builds the same model on the meta device, with no weights read or allocated: the
+    pre-flight uses it to find configuration errors (PEFT targets, the architecture) in
+    seconds on the driver, before any worker starts.
     """
-    from transformers import AutoConfig
-
     source = resolve_model_source(model_spec.name_or_path)
-    head = {
-        "num_labels": len(labels),
-        "id2label": dict(enumerate(labels)),
-        "label2id": {label: i for i, label in enumerate(labels)},
-    }
+    config = load_config(model_spec, labels)
     try:
         if empty:
-            config = AutoConfig.from_pretrained(source, **head, **_hub_kwargs(model_spec))
             with torch.device("meta"):
                 model = AutoModelForSequenceClassification.from_config(
                     config, trust_remote_code=model_spec.trust_remote_code
                 )
+        elif model_spec.init == "random":
+            model = AutoModelForSequenceClassification.from_config(
+                config, trust_remote_code=model_spec.trust_remote_code, dtype=dtype
+            )
         else:
             model = AutoModelForSequenceClassification.from_pretrained(
-                source, **head, **_hub_kwargs(model_spec)
+                source, config=config, dtype=dtype, **_hub_kwargs(model_spec)
             )
     except (OSError, ValueError) as exc:
         raise _model_error(model_spec, exc) from None
@@ -71,6 +75,32 @@ def build_model(
     if peft_spec.method == "lora":
         model = _with_lora(model, peft_spec)
     return model
+
+
+def load_config(model_spec: ModelSpec, labels: list[str]) -> Any:
+    """The model's config with the head for `labels` and the spec's overrides applied."""
+    from transformers import AutoConfig
+
+    source = resolve_model_source(model_spec.name_or_path)
+    try:
+        config = AutoConfig.from_pretrained(
+            source,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)},
+            **_hub_kwargs(model_spec),
+        )
+    except (OSError, ValueError) as exc:
+        raise _model_error(model_spec, exc) from None
+    unknown = sorted(k for k in model_spec.config_overrides if not hasattr(config, k))
+    if unknown:
+        raise UserError(
+            f"model.config_overrides.{unknown[0]}: {type(config).__name__} has no such field "
+            "(a typo would otherwise be stored and ignored)"
+        )
+    for key, value in model_spec.config_overrides.items():
+        setattr(config, key, value)
+    return config
 
 
 # Architectures whose learned absolute position table caps the input length (an allowlist:

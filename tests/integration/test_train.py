@@ -204,9 +204,9 @@ def test_rerun_after_the_last_step_reports_a_final_result(
 
 
 @pytest.mark.parametrize(
-    ("zero_stage", "accumulation", "precision"),
-    [(0, 2, "fp32"), (3, 1, "bf16")],
-    ids=["zero0-accumulate2-fp32", "zero3-bf16"],
+    ("zero_stage", "accumulation", "precision", "init"),
+    [(0, 2, "fp32", "random"), (3, 1, "bf16", "pretrained")],
+    ids=["zero0-accumulate2-fp32-random-init", "zero3-bf16"],
 )
 def test_other_zero_stages_accumulation_and_bf16_train(
     ray_local: None,
@@ -216,19 +216,22 @@ def test_other_zero_stages_accumulation_and_bf16_train(
     zero_stage: int,
     accumulation: int,
     precision: str,
+    init: str,
 ) -> None:
-    spec = validate_spec(
-        keyword_spec(
-            tiny_bert,
-            keyword_data,
-            tmp_path,
-            micro_batch_size=16 // accumulation,
-            gradient_accumulation_steps=accumulation,
-            precision=precision,
-        )
-        | {"deepspeed": {"zero_stage": zero_stage}}
-    )
+    spec_dict = keyword_spec(
+        tiny_bert,
+        keyword_data,
+        tmp_path,
+        micro_batch_size=16 // accumulation,
+        gradient_accumulation_steps=accumulation,
+        precision=precision,
+    ) | {"deepspeed": {"zero_stage": zero_stage}}
+    if init == "random":  # a fresh model of the config's shape, one layer instead of two
+        spec_dict["model"] |= {"init": "random", "config_overrides": {"num_hidden_layers": 1}}
+    spec = validate_spec(spec_dict)
     outcome = run_training(spec)
+    best = json.loads((outcome.run_dir / "best-model" / "config.json").read_text())
+    assert best["num_hidden_layers"] == (1 if init == "random" else 2)
     losses = [s["loss"] for s in read_steps(outcome.run_dir) if "loss" in s]
     assert len(losses) == spec.schedule(640).total_steps == 80  # same global batch of 32
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5, losses

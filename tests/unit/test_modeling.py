@@ -90,3 +90,32 @@ def test_position_limits_only_for_absolute_position_tables() -> None:
     assert absolute_positions(BertConfig(position_embedding_type="relative_key")) is None
     assert absolute_positions(LlamaConfig()) is None  # rotary: no hard cap
     assert absolute_positions(DebertaV2Config()) is None  # relative
+
+
+def test_random_init_from_a_config_with_overrides_in_the_training_dtype(tiny_bert: Path) -> None:
+    pretrained = build_model(ModelSpec(name_or_path=str(tiny_bert)), PeftSpec(), ["a", "b"])
+    spec = ModelSpec(
+        name_or_path=str(tiny_bert), init="random", config_overrides={"num_hidden_layers": 1}
+    )
+    torch.manual_seed(123)
+    fresh = build_model(spec, PeftSpec(), ["a", "b"], dtype=torch.bfloat16)
+    assert fresh.config.num_hidden_layers == 1 and len(fresh.bert.encoder.layer) == 1
+    assert {p.dtype for p in fresh.parameters()} == {torch.bfloat16}  # created in bf16
+    # Not the saved weights: a fresh draw of the same shape.
+    saved = pretrained.bert.embeddings.word_embeddings.weight
+    drawn = fresh.bert.embeddings.word_embeddings.weight
+    assert saved.shape == drawn.shape and not torch.allclose(saved, drawn.float())
+    loaded = build_model(
+        ModelSpec(name_or_path=str(tiny_bert)), PeftSpec(), ["a", "b"], dtype=torch.bfloat16
+    )
+    assert {p.dtype for p in loaded.parameters()} == {torch.bfloat16}  # read in bf16
+
+
+def test_an_unknown_config_override_is_named(tiny_bert: Path) -> None:
+    spec = ModelSpec(name_or_path=str(tiny_bert), config_overrides={"num_hiden_layers": 1})
+    with pytest.raises(UserError) as info:
+        build_model(spec, PeftSpec(), ["a", "b"], empty=True)
+    assert info.value.problems == [
+        "model.config_overrides.num_hiden_layers: BertConfig has no such field "
+        "(a typo would otherwise be stored and ignored)"
+    ]
