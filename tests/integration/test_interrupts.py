@@ -74,38 +74,56 @@ def sessions_of_others() -> set[str]:
     return folders - {ours}
 
 
-def final_line(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    return lines[-1]
+def stop_and_check(
+    proc: subprocess.Popen[str], signum: int, command: str, spec: Path, before: set[str]
+) -> Path:
+    """Send the signal; check the exit code, the one closing line, and that nothing is left."""
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum, stderr[-3000:]
+    [run_dir] = spec.parent.glob(f"sig-{command}-*")
+    last = [line for line in stderr.splitlines() if line.strip()][-1]
+    assert last == (
+        f"interrupted ({signal.Signals(signum).name}); Ray stopped; run folder: {run_dir}; "
+        f"resume with: raytune-ft {command} {spec} --resume"
+    )
+    for symptom in ("Traceback", "Fatal Python error", "Found multiple active Ray", "failed:"):
+        assert symptom not in stderr, stderr[-3000:]
+    assert sessions_of_others() == before  # its Ray processes and temp folder are gone
+    return run_dir
 
 
-def test_ctrl_c_stops_train_cleanly_and_resume_finishes_it(
-    ray_local: None, tiny_bert: Path, keyword_data: Path, tmp_path: Path
+def resume(command: str, spec: Path) -> str:
+    """Run the command the closing line names; return its stdout."""
+    done = subprocess.run(
+        [sys.executable, "-m", "raytune_ft", command, str(spec), "--resume"],
+        cwd=spec.parent,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+SIGNALS = pytest.mark.parametrize(
+    "signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"]
+)
+
+
+@SIGNALS
+def test_a_signal_stops_train_cleanly_and_resume_finishes_it(
+    ray_local: None, tiny_bert: Path, keyword_data: Path, tmp_path: Path, signum: int
 ) -> None:
+    """SIGTERM (what `kill`, systemd and Kubernetes send) once aborted with a C stack dump;
+    Ctrl-C exited 1 with no line."""
     before = sessions_of_others()
     spec = cli_spec(tiny_bert, keyword_data, tmp_path)
     proc = run_until_checkpointed(["train", str(spec)], tmp_path, "sig-train-*/steps.jsonl")
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
-
-    assert proc.returncode == 130, stderr[-3000:]
-    [run_dir] = tmp_path.glob("sig-train-*")
-    assert final_line(stderr) == (
-        f"interrupted (SIGINT); Ray stopped; run folder: {run_dir}; "
-        f"resume with: raytune-ft train {spec} --resume"
-    )
-    assert "Traceback" not in stderr and "Found multiple active Ray instances" not in stderr
-    assert sessions_of_others() == before  # its Ray processes and temp folder are gone
-
-    resumed = subprocess.run(
-        [sys.executable, "-m", "raytune_ft", "train", str(spec), "--resume"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    out, stderr = resumed.stdout, resumed.stderr
-    assert resumed.returncode == 0, stderr[-3000:]
+    run_dir = stop_and_check(proc, signum, "train", spec, before)
+    if signum != signal.SIGINT:
+        return  # one resume is enough: it does not depend on the signal
+    out = resume("train", spec)
     steps = [json.loads(line) for line in (run_dir / "steps.jsonl").read_text().splitlines()]
     [event] = [s for s in steps if s.get("event") == "resumed"]
     assert event["step"] >= 10  # from a checkpoint, not from scratch
@@ -115,30 +133,11 @@ def test_ctrl_c_stops_train_cleanly_and_resume_finishes_it(
     assert out.strip().endswith(str(run_dir))
 
 
-def test_sigterm_stops_train_cleanly(
-    ray_local: None, tiny_bert: Path, keyword_data: Path, tmp_path: Path
-) -> None:
-    """SIGTERM (what `kill`, systemd and Kubernetes send) once aborted with a C stack dump."""
-    before = sessions_of_others()
-    spec = cli_spec(tiny_bert, keyword_data, tmp_path)
-    proc = run_until_checkpointed(["train", str(spec)], tmp_path, "sig-train-*/steps.jsonl")
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=120)
-
-    assert proc.returncode == 143, stderr[-3000:]
-    [run_dir] = tmp_path.glob("sig-train-*")
-    assert final_line(stderr) == (
-        f"interrupted (SIGTERM); Ray stopped; run folder: {run_dir}; "
-        f"resume with: raytune-ft train {spec} --resume"
-    )
-    assert "Traceback" not in stderr and "Fatal Python error" not in stderr
-    assert sessions_of_others() == before
-
-
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_a_signal_stops_a_sweep_with_its_resume_command(
+@SIGNALS
+def test_a_signal_stops_a_sweep_and_resume_finishes_it(
     ray_local: None, tiny_bert: Path, keyword_data: Path, tmp_path: Path, signum: int
 ) -> None:
+    """Ctrl-C during a sweep once ended in `failed: 'eval_accuracy'`."""
     before = sessions_of_others()
     spec = cli_spec(
         tiny_bert,
@@ -155,31 +154,11 @@ def test_a_signal_stops_a_sweep_with_its_resume_command(
         },
     )
     proc = run_until_checkpointed(["tune", str(spec)], tmp_path, "sig-tune-*/trials/*/steps.jsonl")
-    proc.send_signal(signum)
-    _, stderr = proc.communicate(timeout=120)
-
-    name = signal.Signals(signum).name
-    assert proc.returncode == 128 + signum, stderr[-3000:]
-    [sweep_dir] = tmp_path.glob("sig-tune-*")
-    assert final_line(stderr) == (
-        f"interrupted ({name}); Ray stopped; run folder: {sweep_dir}; "
-        f"resume with: raytune-ft tune {spec} --resume"
-    )
+    sweep_dir = stop_and_check(proc, signum, "tune", spec, before)
     assert (sweep_dir / "ray-tune").is_dir()  # Tune saved its state for --resume
-    assert "Traceback" not in stderr and "Found multiple active Ray instances" not in stderr
-    assert "failed:" not in stderr
-    assert sessions_of_others() == before
     if signum != signal.SIGINT:
         return
-    # The command the line names finishes the sweep in the same folder.
-    resumed = subprocess.run(
-        [sys.executable, "-m", "raytune_ft", "tune", str(spec), "--resume"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    resume("tune", spec)  # finishes the sweep in the same folder
     summary = json.loads((sweep_dir / "summary.json").read_text())
     assert summary["trials"]["total"] == 2 and summary["trials"]["errored"] == 0
     assert summary["best_validation"] > 0.9
