@@ -79,9 +79,9 @@ def _signum(exc: BaseException) -> int:
 
 
 def _interrupted_line(command: str, exc: BaseException, kwargs: dict[str, Any]) -> str:
-    name = signal.Signals(_signum(exc)).name
     from raytune_ft.launch import interrupts
 
+    name = signal.Signals(_signum(exc)).name
     run_dir = getattr(exc, "run_dir", None) or interrupts.current_run_dir()
     if run_dir is None:
         return f"interrupted ({name}) before the run started; nothing to resume"

@@ -32,7 +32,8 @@ class RunFailed(Exception):
         """The root cause behind Ray's wrappers, in one line."""
         from raytune_ft.train.failures import describe, root_cause
 
-        return cls(run_dir, describe(exc), bad_input=isinstance(root_cause(exc), UserError))
+        cause = root_cause(exc)
+        return cls(run_dir, describe(cause), bad_input=isinstance(cause, UserError))
 
 
 class Interrupted(Exception):

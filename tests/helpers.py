@@ -19,3 +19,23 @@ def minimal_spec(**sections: object) -> dict:
     }
     spec.update(sections)
     return spec
+
+
+def keyword_spec(tiny_bert: Path, data: Path, storage: Path, **train: object) -> dict:
+    """A 2-worker ZeRO-2 run of a tiny BERT on the keyword data (integration tests)."""
+    return {
+        "name": "kw",
+        "model": {"name_or_path": str(tiny_bert)},
+        "data": {"train": {"path": str(data)}, "max_length": 16},
+        "train": {
+            "epochs": 4,
+            "micro_batch_size": 16,
+            "learning_rate": 3e-3,
+            "eval_every": 10,
+            "log_every": 1,
+            **train,
+        },
+        "deepspeed": {"zero_stage": 2},
+        "scaling": {"num_workers": 2, "max_failures": 1},
+        "storage": {"path": str(storage)},
+    }

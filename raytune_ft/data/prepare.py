@@ -110,7 +110,8 @@ def prepare_data(spec: DataSpec, seed: int) -> PreparedData:
     labels = spec.labels or sorted({r[spec.label_column] for r in train_rows})
     label_ids = {label: i for i, label in enumerate(labels)}
     for rows in (train_rows, val_rows, test_rows):
-        _check_labels(rows, spec.label_column, labels)
+        if spec.labels is None:  # listed labels were checked before the split
+            _check_labels(rows, spec.label_column, labels)
         for row in rows:
             row[LABEL_ID_KEY] = label_ids[row[spec.label_column]]
     if len(labels) < 2:

@@ -10,8 +10,6 @@ from sklearn.model_selection import train_test_split
 from raytune_ft.data.loading import SOURCE_KEY, Row
 from raytune_ft.errors import UserError
 
-SUBSAMPLE_FIELD = "data.max_train_samples"  # keeps only the held-out side
-
 
 def hold_out(
     rows: list[Row],
@@ -20,14 +18,17 @@ def hold_out(
     stratify: bool,
     seed: int,
     field: str = "data.split",
+    keeps_both: bool = True,
 ) -> tuple[list[Row], list[Row]]:
     """(kept, held_out) with held_out of the given fraction or size.
 
-    `field` is the spec field that asked for this split, named in every error.
+    `field` is the spec field that asked for this split, named in every error; `keeps_both`
+    is False when only the held-out side is used (a subsample), so only it must hold every
+    label.
     """
     labels = [r[label_column] for r in rows] if stratify else None
     if labels is not None:
-        _check_stratifiable(rows, labels, fraction_or_count, field)
+        _check_stratifiable(rows, labels, fraction_or_count, field, keeps_both)
     try:
         kept, held = train_test_split(
             rows, test_size=fraction_or_count, random_state=seed, stratify=labels
@@ -41,7 +42,11 @@ def hold_out(
 
 
 def _check_stratifiable(
-    rows: list[Row], labels: list[str], fraction_or_count: float | int, field: str
+    rows: list[Row],
+    labels: list[str],
+    fraction_or_count: float | int,
+    field: str,
+    keeps_both: bool,
 ) -> None:
     counts = Counter(labels)
     rare = sorted(label for label, n in counts.items() if n < 2)
@@ -58,7 +63,7 @@ def _check_stratifiable(
         else math.ceil(fraction_or_count * len(rows))
     )
     kept = len(rows) - held
-    sides = [("held out", held)] + ([] if field == SUBSAMPLE_FIELD else [("kept", kept)])
+    sides = [("held out", held)] + ([("kept", kept)] if keeps_both else [])
     for side, size in sides:
         if size < len(counts):
             raise UserError(
@@ -94,5 +99,7 @@ def subsample(
     """A seeded subset of `size` rows that keeps the label mix when stratified."""
     if size >= len(rows):
         return rows
-    _, subset = hold_out(rows, size, label_column, stratify, seed, SUBSAMPLE_FIELD)
+    _, subset = hold_out(
+        rows, size, label_column, stratify, seed, "data.max_train_samples", keeps_both=False
+    )
     return subset

@@ -17,15 +17,22 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-_received: list[tuple[int, float]] = []  # (signal, monotonic time)
-_phase: list[str] = []
-_run_dirs: list[object] = []
-_installed = False
+
+@dataclass
+class _State:
+    installed: bool = False
+    received: tuple[int, float] | None = None  # (signal, monotonic time) of the first one
+    in_tune: bool = False
+    run_dir: object | None = None
+
+
+_state = _State()
 # A supervisor (timeout, systemd, a shell) often forwards a signal the process also got
 # directly: a repeat this soon is the same request, not a second "stop now".
 _REPEAT_WINDOW_S = 1.0
@@ -33,54 +40,52 @@ _REPEAT_WINDOW_S = 1.0
 
 def install() -> None:
     """Take SIGINT and SIGTERM (main thread only; elsewhere signals are not ours to take)."""
-    global _installed
     if threading.current_thread() is not threading.main_thread():
         return
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # we forward to Tune's SIGUSR1 stop instead
     signal.signal(signal.SIGINT, _handler)
     signal.signal(signal.SIGTERM, _handler)
-    _installed = True
+    _state.installed = True
 
 
 def reinstall() -> None:
     """After `ray.init` (which replaced SIGTERM's handler), if `install` was called before."""
-    if _installed:
+    if _state.installed:
         install()
 
 
 def received() -> int | None:
     """The first signal that arrived, if any."""
-    return _received[0][0] if _received else None
+    return _state.received[0] if _state.received else None
 
 
 def note_run_dir(run_dir: object) -> None:
     """The folder of the run in progress, named if a signal stops it."""
-    _run_dirs.append(run_dir)
+    _state.run_dir = run_dir
 
 
 def current_run_dir() -> object | None:
-    return _run_dirs[-1] if _run_dirs else None
+    return _state.run_dir
 
 
 @contextmanager
-def phase(name: str) -> Iterator[None]:
-    """Mark a Tune `fit()` in progress ("tune"), whose own stop a signal should use."""
-    _phase.append(name)
+def tune_running() -> Iterator[None]:
+    """Mark a Tune `fit()` in progress: a signal then uses Tune's own graceful stop."""
+    _state.in_tune = True
     try:
         yield
     finally:
-        _phase.pop()
-        reinstall()  # Train and Tune leave their handlers behind
+        _state.in_tune = False
+        reinstall()  # Tune leaves its handlers behind
 
 
 def _handler(signum: int, frame: FrameType | None) -> None:
-    if _received:
-        if time.monotonic() - _received[0][1] < _REPEAT_WINDOW_S:
+    if _state.received:
+        if time.monotonic() - _state.received[1] < _REPEAT_WINDOW_S:
             return
         raise KeyboardInterrupt  # a second request: stop now, whatever is in progress
-    _received.append((signum, time.monotonic()))
-    current = _phase[-1] if _phase else None
-    if current == "tune":
+    _state.received = (signum, time.monotonic())
+    if _state.in_tune:
         stop = signal.getsignal(signal.SIGUSR1)  # Tune: save state, stop trials, return
         if callable(stop):
             stop(signum, frame)

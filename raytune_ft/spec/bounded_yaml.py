@@ -54,7 +54,7 @@ def load_yaml(text: str, source: str) -> tuple[Any, LineIndex]:
         root = yaml.compose(text, Loader=_Loader)
         if root is None:
             return None, {}
-        _check_repeated_keys(root, source)
+        lines = _index_lines_refusing_repeats(root, source)
         value = yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
@@ -67,7 +67,7 @@ def load_yaml(text: str, source: str) -> tuple[Any, LineIndex]:
     except (ValueError, TypeError, AttributeError, OverflowError) as exc:
         # Building a value failed: a date that does not exist, an integer of 5,000 digits...
         raise UserError(f"{source}: a value YAML cannot build: {exc}") from None
-    return value, _line_index(root)
+    return value, lines
 
 
 def _check_events(text: str, source: str) -> None:
@@ -125,57 +125,44 @@ def _check_events(text: str, source: str) -> None:
             close(sizes[event.anchor], heights[event.anchor])
 
 
-def _check_repeated_keys(root: yaml.Node, source: str) -> None:
-    problems = []
-    seen_nodes: set[int] = set()
-
-    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
-        if id(node) in seen_nodes:  # an aliased node: checked where it was defined
-            return
-        seen_nodes.add(id(node))
-        if isinstance(node, yaml.MappingNode):
-            first_line: dict[str, int] = {}
-            for key_node, value_node in node.value:
-                key = str(key_node.value)
-                line = key_node.start_mark.line + 1
-                if key in first_line:
-                    where = ".".join((*path, key))
-                    problems.append(
-                        f"{source}:{line}: {where}: written twice in one mapping "
-                        f"(lines {first_line[key]} and {line}); keep one"
-                    )
-                else:
-                    first_line[key] = line
-                walk(value_node, (*path, key))
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                walk(item, (*path, f"[{i}]"))
-
-    walk(root, ())
-    if problems:
-        raise UserError(problems)
-
-
-def _line_index(root: yaml.Node | None) -> LineIndex:
-    """Map each key path in the document to its 1-based line number.
+def _index_lines_refusing_repeats(root: yaml.Node, source: str) -> LineIndex:
+    """Map each key path to its 1-based line, refusing a key written twice in one mapping.
 
     Iterative, and each node is visited once: an aliased node is indexed where it is defined.
     """
     index: LineIndex = {}
+    problems: list[tuple[int, str]] = []  # (line, message): reported in document order
     seen: set[int] = set()
-    stack: list[tuple[yaml.Node, tuple[Any, ...]]] = [(root, ())] if root is not None else []
+    stack: list[tuple[yaml.Node, tuple[Any, ...]]] = [(root, ())]
     while stack:
         node, prefix = stack.pop()
         if id(node) in seen:
             continue
         seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
+            first_line: dict[str, int] = {}
             for key_node, value_node in node.value:
-                key = (*prefix, key_node.value)
-                index.setdefault(key, key_node.start_mark.line + 1)
-                stack.append((value_node, key))
+                key, line = str(key_node.value), key_node.start_mark.line + 1
+                if key in first_line:
+                    problems.append(
+                        (
+                            line,
+                            f"{source}:{line}: {_dotted((*prefix, key))}: written twice in one "
+                            f"mapping (lines {first_line[key]} and {line}); keep one",
+                        )
+                    )
+                    continue
+                first_line[key] = line
+                index.setdefault((*prefix, key_node.value), line)
+                stack.append((value_node, (*prefix, key_node.value)))
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
                 index.setdefault((*prefix, i), item.start_mark.line + 1)
                 stack.append((item, (*prefix, i)))
+    if problems:
+        raise UserError([message for _, message in sorted(problems)])
     return index
+
+
+def _dotted(path: tuple[Any, ...]) -> str:
+    return ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in path)

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from raytune_ft.errors import UserError
 from raytune_ft.spec.bounded_yaml import LineIndex, load_yaml, read_spec_text
 from raytune_ft.spec.experiment import ExperimentSpec
-from raytune_ft.spec.sections import is_section, unwrap_optional
+from raytune_ft.spec.sections import field_type, is_section
 
 
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> ExperimentSpec:
@@ -94,10 +94,9 @@ def override_target(parts: tuple[str, ...]) -> tuple[tuple[str, ...], Any]:
     """
     node: Any = ExperimentSpec
     for i, part in enumerate(parts):
-        field = node.model_fields.get(part) if is_section(node) else None
-        if field is None:
+        node = field_type(node, part)
+        if node is None:
             return parts, None  # not a spec field: validation names it as unknown
-        node = unwrap_optional(field.annotation)
         if get_origin(node) is dict and i + 1 < len(parts):
             return (*parts[: i + 1], ".".join(parts[i + 1 :])), None
     return parts, node
@@ -133,8 +132,7 @@ def _merged(
     out = dict(old)
     written: list[tuple[str, ...]] = []
     for key, value in new.items():
-        field = section.model_fields.get(key)
-        sub = unwrap_optional(field.annotation) if field is not None else None
+        sub = field_type(section, key)
         path = (*prefix, key)
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             if is_section(sub):
@@ -200,6 +198,6 @@ def _where(
             if in_file != loc:
                 return f"--set {item}: {field}"
             return f"{path}:{lines[loc]} (with --set {item}): {field}"
-    if in_file is not None and in_file in lines:
+    if in_file is not None:
         return f"{path}:{lines[in_file]}: {field}"
     return f"{path}: {field}"

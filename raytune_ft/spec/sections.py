@@ -42,6 +42,15 @@ def is_section(node: Any) -> bool:
     return isinstance(node, type) and issubclass(node, Section)
 
 
+def field_type(node: Any, name: str) -> Any | None:
+    """The type of field `name` of section class `node` (Optional unwrapped); None if absent.
+
+    The one step of every walk over the schema by dotted path (--set keys, sweep space keys).
+    """
+    field = node.model_fields.get(name) if is_section(node) else None
+    return None if field is None else unwrap_optional(field.annotation)
+
+
 def _resolve_against_spec_dir(value: str, info: ValidationInfo) -> str:
     """Data paths are relative to the spec file's folder, so a spec travels with its data."""
     if re.match(r"^[a-z][a-z0-9+]*://", value):  # s3://, gs://, hf:// ... left to the loader
@@ -358,12 +367,11 @@ def _names_a_spec_field(key: str) -> str:
 
     node: Any = ExperimentSpec
     for part in key.split("."):
-        fields = node.model_fields if is_section(node) else {}
-        if part not in fields:
+        node = field_type(node, part)
+        if node is None:
             raise ValueError(
                 f"no spec field {part!r} there; expected a dotted path such as train.learning_rate"
             )
-        node = unwrap_optional(fields[part].annotation)
     if key.split(".")[0] == "sweep":
         raise ValueError("a sweep cannot search its own settings; expected a field outside sweep")
     return key
@@ -403,23 +411,26 @@ class ClusterSpec(Section):
     @field_validator("address")
     @classmethod
     def _known_form(cls, value: str) -> str:
-        host = r"[A-Za-z0-9._\-]+|\[[0-9A-Fa-f:.]+\]"
-        if not re.fullmatch(
-            rf"local|auto|(?:{host}):[0-9]{{1,5}}|ray://(?:{host})(:[0-9]{{1,5}})?", value
-        ):
-            raise ValueError(
-                f"{value!r}: expected 'local', 'auto', HOST:PORT (a head's GCS, usually 6379) "
-                "or ray://HOST:10001"
-            )
+        if value not in ("local", "auto"):
+            match = _REMOTE_ADDRESS.fullmatch(value)
+            if match is None or not (match["scheme"] or match["port"]):
+                raise ValueError(
+                    f"{value!r}: expected 'local', 'auto', HOST:PORT (a head's GCS, usually "
+                    "6379) or ray://HOST:10001"
+                )
         return value
 
     @property
     def host_port(self) -> tuple[str, int] | None:
         """(host, port) of a remote address; None for local and auto."""
-        if self.address in ("local", "auto"):
+        match = _REMOTE_ADDRESS.fullmatch(self.address)
+        if self.address in ("local", "auto") or match is None:
             return None
-        rest = self.address.removeprefix("ray://")
-        if self.address.startswith("ray://") and not re.search(r":[0-9]+$", rest):
-            return rest.strip("[]"), 10001  # Ray Client's default port
-        host, _, port = rest.rpartition(":")
-        return host.strip("[]"), int(port)
+        return match["host"].strip("[]"), int(match["port"] or RAY_CLIENT_PORT)
+
+
+RAY_CLIENT_PORT = 10001  # ray://HOST without a port
+# HOST:PORT for a head's GCS, or ray://HOST[:PORT] for Ray Client; IPv6 hosts in brackets.
+_REMOTE_ADDRESS = re.compile(
+    r"(?P<scheme>ray://)?(?P<host>[A-Za-z0-9._\-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]{1,5}))?"
+)

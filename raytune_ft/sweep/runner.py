@@ -7,6 +7,7 @@ import math
 import os
 import signal
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from raytune_ft.launch.local_ray import ray_session
 from raytune_ft.run_folder import latest_run_dir, new_run_dir, spec_yaml, write_atomic, write_json
 from raytune_ft.spec import validate_spec
 from raytune_ft.spec.experiment import ExperimentSpec
-from raytune_ft.spec.sections import Choice, Distribution
+from raytune_ft.spec.sections import Distribution
 from raytune_ft.sweep.registry import make_scheduler, make_searcher
 from raytune_ft.sweep.space import apply_params, param_space
 from raytune_ft.train.failures import describe, root_cause
@@ -134,7 +135,7 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
                 run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(sweep_dir)),
             )
         try:
-            with interrupts.phase("tune"):
+            with interrupts.tune_running():
                 grid = tuner.fit()
             if interrupts.received() is not None:  # Tune stopped gracefully and saved its state
                 raise Interrupted(interrupts.received(), sweep_dir)
@@ -174,31 +175,44 @@ def _check_space(spec: ExperimentSpec, num_train_examples: int) -> int:
     """
     assert spec.sweep is not None
     base = spec.model_dump(mode="json")
-    problems: list[str] = []
-    most = spec.schedule(num_train_examples).num_evaluations
     corners = {key: _corner_values(dist) for key, dist in spec.sweep.space.items()}
-    for key, values in corners.items():
-        for value in values:
-            try:
-                candidate = validate_spec(apply_params(base, {key: value}))
-            except UserError as exc:
-                problems += [
-                    f'sweep.space."{key}" value {value!r}: {line}' for line in exc.problems
-                ]
-                continue
-            most = max(most, candidate.schedule(num_train_examples).num_evaluations)
-    if problems:
-        raise UserError(problems)
+    alone = (
+        ({key: value}, f'sweep.space."{key}" value {value!r}')
+        for key, values in corners.items()
+        for value in values
+    )
+    most = max(
+        spec.schedule(num_train_examples).num_evaluations,
+        _most_evaluations(base, alone, num_train_examples),
+    )
     if len(corners) < 2 or math.prod(len(v) for v in corners.values()) > MAX_CHECKED_COMBINATIONS:
         return most  # too many to list: each trial validates its own sample (trial_driver)
-    for combination in itertools.product(*corners.values()):
-        params = dict(zip(corners, combination, strict=True))
+    combinations = (
+        dict(zip(corners, values, strict=True)) for values in itertools.product(*corners.values())
+    )
+    combined = (
+        (params, "sweep.space: " + ", ".join(f"{k}={v!r}" for k, v in params.items()) + " together")
+        for params in combinations
+    )
+    return max(most, _most_evaluations(base, combined, num_train_examples, max_problems=5))
+
+
+def _most_evaluations(
+    base: dict[str, Any],
+    candidates: Iterable[tuple[dict[str, Any], str]],
+    num_train_examples: int,
+    max_problems: int | None = None,
+) -> int:
+    """Validate each (params, label) candidate; the most evaluations among them, or every
+    problem (up to `max_problems`) as UserError lines prefixed by the candidate's label."""
+    problems: list[str] = []
+    most = 0
+    for params, label in candidates:
         try:
             candidate = validate_spec(apply_params(base, params))
         except UserError as exc:
-            together = ", ".join(f"{k}={v!r}" for k, v in params.items())
-            problems += [f"sweep.space: {together} together: {line}" for line in exc.problems]
-            if len(problems) >= 5:
+            problems += [f"{label}: {line}" for line in exc.problems]
+            if max_problems is not None and len(problems) >= max_problems:
                 break
             continue
         most = max(most, candidate.schedule(num_train_examples).num_evaluations)
@@ -208,9 +222,8 @@ def _check_space(spec: ExperimentSpec, num_train_examples: int) -> int:
 
 
 def _corner_values(dist: Distribution) -> list[Any]:
-    """The values of a distribution that the combination check tries: choices and bounds."""
-    values = list(next(iter(dist.model_dump().values())))
-    return list(dict.fromkeys(values)) if not isinstance(dist, Choice) else values
+    """The values of a distribution that the checks try: its choices, or its two bounds."""
+    return list(next(iter(dist.model_dump().values())))
 
 
 def _best_result(grid: Any, spec: ExperimentSpec) -> Any:

@@ -53,10 +53,8 @@ def _telling_failure(failures: dict[int, Exception] | None) -> Exception | None:
     if not failures:
         return None
     ranks = sorted(failures)
-    return (
-        next((failures[r] for r in ranks if isinstance(failures[r], DETERMINISTIC)), None)
-        or (failures[ranks[0]])
-    )
+    deterministic = [failures[r] for r in ranks if isinstance(failures[r], DETERMINISTIC)]
+    return deterministic[0] if deterministic else failures[ranks[0]]
 
 
 def describe(exc: BaseException) -> str:

@@ -19,6 +19,18 @@ def resolve_precision(requested: str, on_gpu: bool, gpu_has_bf16: bool) -> Preci
     return requested  # type: ignore[return-value]
 
 
+def choose_use_gpu(spec: ExperimentSpec, has_gpu: bool, lacking: str) -> bool:
+    """Whether workers get GPUs, given whether the machine or cluster has any; refuses
+    `use_gpu: true` without them (`lacking` says what is missing where) and settings the
+    chosen device cannot run."""
+    wanted = spec.scaling.use_gpu
+    if wanted is True and not has_gpu:
+        raise UserError(f"scaling.use_gpu: true, but {lacking}")
+    use_gpu = has_gpu if wanted == "auto" else bool(wanted)
+    check_device_settings(spec, use_gpu)
+    return use_gpu
+
+
 def check_device_settings(spec: ExperimentSpec, use_gpu: bool) -> None:
     """Settings that only the chosen device decides, checked on the driver before launch."""
     if not use_gpu:

@@ -30,7 +30,7 @@ from raytune_ft.run_folder import (
 from raytune_ft.spec.experiment import ExperimentSpec
 from raytune_ft.train.failures import FailFastOnDeterministicErrors
 from raytune_ft.train.loop import MODEL_DIR, RUNTIME_FILE, WorkerArgs, train_worker
-from raytune_ft.train.policies import check_device_settings
+from raytune_ft.train.policies import choose_use_gpu
 
 
 @dataclass(frozen=True)
@@ -48,10 +48,7 @@ def preflight(spec: ExperimentSpec) -> PreparedData:
     if spec.cluster.address == "local":  # this machine is the cluster: decide devices now
         import torch
 
-        has_gpu = torch.cuda.is_available()
-        if spec.scaling.use_gpu is True and not has_gpu:
-            raise UserError("scaling.use_gpu: true, but this machine has no CUDA GPU")
-        check_device_settings(spec, use_gpu=has_gpu and spec.scaling.use_gpu is not False)
+        choose_use_gpu(spec, torch.cuda.is_available(), "this machine has no CUDA GPU")
     data = prepare_data(spec.data, spec.seed)
     load_tokenizer(spec.model)
     try:
@@ -70,14 +67,8 @@ def preflight(spec: ExperimentSpec) -> PreparedData:
 
 
 def resolve_use_gpu(spec: ExperimentSpec) -> bool:
-    """Whether workers get GPUs; refuses settings the chosen device cannot run."""
-    wanted = spec.scaling.use_gpu
-    has = cluster_has_gpus()
-    if wanted is True and not has:
-        raise UserError("scaling.use_gpu: true, but the Ray cluster has no GPUs")
-    use_gpu = has if wanted == "auto" else bool(wanted)
-    check_device_settings(spec, use_gpu)
-    return use_gpu
+    """Whether workers get GPUs, from the connected cluster's resources."""
+    return choose_use_gpu(spec, cluster_has_gpus(), "the Ray cluster has no GPUs")
 
 
 def build_trainer(

@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
+from helpers import keyword_spec
 
 from raytune_ft.launch.sessions import _marked_processes, clean_orphaned_sessions, sessions_root
 
@@ -24,22 +25,8 @@ pytestmark = pytest.mark.integration
 
 
 def cli_spec(tiny_bert: Path, data: Path, storage: Path, **extra: object) -> Path:
-    spec = {
-        "name": "sig",
-        "model": {"name_or_path": str(tiny_bert)},
-        "data": {"train": {"path": str(data)}, "max_length": 16},
-        "train": {
-            "epochs": 4,
-            "micro_batch_size": 8,
-            "learning_rate": 3e-3,
-            "eval_every": 10,
-            "log_every": 1,
-        },
-        "deepspeed": {"zero_stage": 2},
-        "scaling": {"num_workers": 2},
-        "storage": {"path": str(storage)},
-        **extra,
-    }
+    """The keyword run as a spec file, at micro-batch 8 (160 steps), sections replaced."""
+    spec = keyword_spec(tiny_bert, data, storage, micro_batch_size=8) | {"name": "sig", **extra}
     path = storage / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path

@@ -13,32 +13,13 @@ from pathlib import Path
 
 import psutil
 import pytest
-from helpers import SENTIMENT
+from helpers import SENTIMENT, keyword_spec
 
 from raytune_ft.evaluation.evaluate import evaluate_model_dir
 from raytune_ft.spec import validate_spec
 from raytune_ft.train.runner import build_trainer, run_training
 
 pytestmark = pytest.mark.integration
-
-
-def keyword_spec(tiny_bert: Path, data: Path, storage: Path, **train: object) -> dict:
-    return {
-        "name": "kw",
-        "model": {"name_or_path": str(tiny_bert)},
-        "data": {"train": {"path": str(data)}, "max_length": 16},
-        "train": {
-            "epochs": 4,
-            "micro_batch_size": 16,
-            "learning_rate": 3e-3,
-            "eval_every": 10,
-            "log_every": 1,
-            **train,
-        },
-        "deepspeed": {"zero_stage": 2},
-        "scaling": {"num_workers": 2, "max_failures": 1},
-        "storage": {"path": str(storage)},
-    }
 
 
 def read_steps(run_dir: Path) -> list[dict]:
