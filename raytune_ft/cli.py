@@ -121,12 +121,19 @@ ResumeOpt = Annotated[
 @app.command()
 @_user_errors
 def train(spec: SpecArg, set_: SetOpt = None, resume: ResumeOpt = False) -> None:
-    """Run one finetune on Ray Train; print the run folder."""
+    """Run one finetune on Ray Train (or each stage of a chain); print the run folder(s)."""
     from raytune_ft.launch import interrupts
-    from raytune_ft.train.runner import run_training
+    from raytune_ft.train.runner import run_chain, run_training
 
     interrupts.install()
-    outcome = run_training(_load(spec, set_), resume=resume)
+    typed = _load(spec, set_)
+    if typed.stages is not None:
+        if resume:
+            raise UserError("--resume: a chain of stages is not resumable yet; run it again")
+        for outcome in run_chain(typed):
+            _print_outcome("train", outcome.run_dir, outcome.summary)
+        return
+    outcome = run_training(typed, resume=resume)
     _print_outcome("train", outcome.run_dir, outcome.summary)
 
 
@@ -154,11 +161,13 @@ def _print_outcome(kind: str, run_dir: Path, summary: dict[str, Any]) -> None:
         table.add_row("trials", ", ".join(f"{k} {v}" for k, v in summary["trials"].items()))
     table.add_row(f"best {summary['metric']}", f"{summary['best_validation']:.4f}")
     test = summary["test_metrics"]
-    for key in ("test_accuracy", "test_f1", "test_majority_accuracy"):
-        if key in test:
-            table.add_row(key, f"{test[key]:.4f}")
+    for key, value in test.items():
+        if key != "slices" and not key.endswith(("_examples", "_tokens", "_generated")):
+            table.add_row(key, f"{value:.4f}")
+    sliced = "test_" + summary["metric"].removeprefix("eval_")
     for group, metrics in test.get("slices", {}).items():
-        table.add_row(f"  test_accuracy ({group})", f"{metrics['test_accuracy']:.4f}")
+        if sliced in metrics:
+            table.add_row(f"  {sliced} ({group})", f"{metrics[sliced]:.4f}")
     table.add_row("wall time", f"{summary['wall_time_s']:.0f} s")
     console.print(table)
     typer.echo(str(run_dir))

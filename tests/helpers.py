@@ -39,3 +39,12 @@ def keyword_spec(tiny_bert: Path, data: Path, storage: Path, **train: object) ->
         "scaling": {"num_workers": 2, "max_failures": 1},
         "storage": {"path": str(storage)},
     }
+
+
+def prepared_rows(data: dict, task: dict | None = None, seed: int = 0):
+    """Checked, cleaned and split rows (no tokenizer) for a data section and task."""
+    from raytune_ft.data.prepare import prepare_rows
+    from raytune_ft.spec import validate_spec
+
+    extra = {"task": task} if task is not None else {}
+    return prepare_rows(validate_spec(minimal_spec(data=data, seed=seed, **extra)))

@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import asdict, dataclass
+from typing import Any
 
-from raytune_ft.data.loading import Row
+from datasets import Dataset
+
 from raytune_ft.spec.sections import CleanSpec
 
 _WHITESPACE = re.compile(r"\s+")
@@ -35,51 +37,89 @@ def _repair_c1(match: re.Match[str]) -> str:
         return " "
 
 
-def clean_text(text: str, spec: CleanSpec) -> tuple[str, int]:
+def clean_text(text: str, spec: CleanSpec, collapse_whitespace: bool) -> tuple[str, int]:
     """Cleaned text and the number of characters repaired."""
     text, repaired = _C1.subn(_repair_c1, text)
     if spec.unicode_form != "none":
         text = unicodedata.normalize(spec.unicode_form, text)
-    if spec.collapse_whitespace:
+    if collapse_whitespace:
         text = _WHITESPACE.sub(" ", text)
     return text.strip(), repaired
 
 
-def clean_rows(
-    rows: list[Row], text_column: str, label_column: str, spec: CleanSpec
-) -> tuple[list[Row], CleanReport]:
-    report = CleanReport(rows_in=len(rows))
-    cleaned: list[Row] = []
-    for row in rows:
-        text, repaired = clean_text(str(row[text_column] or ""), spec)
-        report.repaired_characters += repaired
-        if spec.drop_empty and not text:
-            report.empty_dropped += 1
-            continue
-        label = row[label_column]
-        cleaned.append(
-            {**row, text_column: text, label_column: "" if label is None else str(label).strip()}
+def clean_dataset(
+    data: Dataset,
+    text_columns: list[str],
+    key_columns: list[str],
+    label_column: str | None,
+    spec: CleanSpec,
+    collapse_whitespace: bool,
+) -> tuple[Dataset, CleanReport]:
+    """Normalize the text columns (batched map), then drop empty, conflicting and repeated rows.
+
+    `key_columns` identify a duplicate; `label_column` (classification) finds the same key
+    with different labels, where every copy goes: neither label can be trusted.
+    """
+    report = CleanReport(rows_in=len(data))
+
+    def normalize(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        repaired = [0] * len(next(iter(batch.values())))
+        for column in text_columns:
+            cleaned = []
+            for i, value in enumerate(batch[column]):
+                text, n = clean_text(value, spec, collapse_whitespace)
+                cleaned.append(text)
+                repaired[i] += n
+            batch[column] = cleaned
+        return batch | {REPAIRED: repaired}
+
+    data = data.map(normalize, batched=True, desc="clean")
+    report.repaired_characters = int(sum(data[REPAIRED]))
+    data = data.remove_columns(REPAIRED)
+    if spec.drop_empty and text_columns:
+        before = len(data)
+        data = data.filter(
+            lambda batch: [
+                all(batch[c][i] for c in text_columns) for i in range(len(batch[text_columns[0]]))
+            ],
+            batched=True,
+            desc="drop empty",
         )
+        report.empty_dropped = before - len(data)
+    keys = _keys(data, key_columns)
+    if spec.drop_conflicting_labels and label_column is not None and keys is not None:
+        labels_by_key: dict[Any, set[str]] = {}
+        for key, label in zip(keys, data[label_column], strict=True):
+            labels_by_key.setdefault(key, set()).add(_hashable(label))
+        keep = [i for i, key in enumerate(keys) if len(labels_by_key[key]) == 1]
+        report.conflicting_dropped = len(data) - len(keep)
+        data, keys = data.select(keep), [keys[i] for i in keep]
+    if spec.dedupe and keys is not None:
+        seen: set[Any] = set()
+        keep = []
+        for i, key in enumerate(keys):
+            if key not in seen:
+                seen.add(key)
+                keep.append(i)
+        report.duplicates_dropped = len(data) - len(keep)
+        data = data.select(keep)
+    report.rows_out = len(data)
+    return data, report
 
-    if spec.drop_conflicting_labels:
-        labels_by_text: dict[str, set[str]] = {}
-        for row in cleaned:
-            labels_by_text.setdefault(row[text_column], set()).add(row[label_column])
-        conflicting = {t for t, labels in labels_by_text.items() if len(labels) > 1}
-        before = len(cleaned)
-        cleaned = [r for r in cleaned if r[text_column] not in conflicting]
-        report.conflicting_dropped = before - len(cleaned)
 
-    if spec.dedupe:
-        seen: set[str] = set()
-        unique = []
-        for row in cleaned:
-            if row[text_column] in seen:
-                report.duplicates_dropped += 1
-                continue
-            seen.add(row[text_column])
-            unique.append(row)
-        cleaned = unique
+REPAIRED = "_repaired"
 
-    report.rows_out = len(cleaned)
-    return cleaned, report
+
+def _keys(data: Dataset, columns: list[str]) -> list[Any] | None:
+    if not columns:
+        return None
+    values = [data[c] for c in columns]
+    return [tuple(_hashable(v[i]) for v in values) for i in range(len(data))]
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    return value

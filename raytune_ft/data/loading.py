@@ -25,11 +25,13 @@ _FORMAT_BY_SUFFIX = {
     ".txt": "tsv",
     ".csv": "csv",
     ".jsonl": "jsonl",
-    ".json": "jsonl",
+    ".json": "json",
+    ".parquet": "parquet",
 }
 
 
 def resolve_files(source: SourceSpec, field: str) -> list[Path]:
+    assert source.path is not None
     files = sorted(Path(p) for p in glob.glob(source.path, recursive=True) if Path(p).is_file())
     if not files:
         raise UserError(f"{field}.path: {source.path!r} matches no files")
@@ -37,16 +39,19 @@ def resolve_files(source: SourceSpec, field: str) -> list[Path]:
 
 
 def read_source(source: SourceSpec, field: str = "data.train") -> list[Row]:
-    """All rows of every file the source's path or glob names, in file-name order."""
+    """All rows of every file the source's path or glob names, in file-name order (or of the
+    hub dataset it names). Every row carries SOURCE_KEY: file:line, or name[split]:row N."""
+    if source.hub is not None:
+        return _read_hub(source, field)
     rows: list[Row] = []
     for file in resolve_files(source, field):
         fmt = source.format if source.format != "auto" else _FORMAT_BY_SUFFIX.get(file.suffix)
         if fmt is None:
             raise UserError(
                 f"{file}: cannot tell the format from {file.suffix!r}; "
-                f"set {field}.format to tsv, csv or jsonl"
+                f"set {field}.format to tsv, csv, jsonl, json, parquet or text"
             )
-        file_rows = _read_jsonl(file) if fmt == "jsonl" else _read_delimited(file, fmt, source)
+        file_rows = _READERS[fmt](file, fmt, source)
         if source.file_column is not None:
             name = source.file_column.name
             value = _file_column_value(file, source.file_column.pattern, field)
@@ -149,7 +154,7 @@ def _refuse_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return seen
 
 
-def _read_jsonl(file: Path) -> list[Row]:
+def _read_jsonl(file: Path, fmt: str = "jsonl", source: SourceSpec | None = None) -> list[Row]:
     rows: list[Row] = []
     try:
         with _open_text(file) as handle:
@@ -172,3 +177,80 @@ def _read_jsonl(file: Path) -> list[Row]:
     except UnicodeDecodeError as exc:
         raise UserError(f"{file}: not UTF-8 text (byte {exc.start})") from None
     return rows
+
+
+def _read_json(file: Path, fmt: str, source: SourceSpec) -> list[Row]:
+    """A JSON array of objects; a .json file holding one object per line reads as JSONL."""
+    with _open_text(file) as handle:
+        head = handle.read(4096).lstrip()
+    if not head.startswith("["):
+        return _read_jsonl(file)
+    try:
+        with _open_text(file) as handle:
+            data = json.load(handle, object_pairs_hook=_refuse_repeated_keys)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{file}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    except _RepeatedKey as exc:
+        raise UserError(f"{file}: key {exc.key!r} appears twice in one object") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{file}: not UTF-8 text (byte {exc.start})") from None
+    rows = []
+    for index, obj in enumerate(data):
+        if not isinstance(obj, dict):
+            raise UserError(f"{file}: item {index + 1}: expected a JSON object per item")
+        rows.append({**obj, SOURCE_KEY: f"{file.name}:item {index + 1}"})
+    return rows
+
+
+def _via_load_dataset(builder: str, file: Path, **kwargs: Any) -> Any:
+    from datasets import load_dataset
+
+    try:
+        return load_dataset(builder, data_files=[str(file)], split="train", **kwargs)
+    except Exception as exc:  # pyarrow and datasets raise many types for one bad file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{file}: unreadable {builder}: {first}") from None
+
+
+def _read_parquet(file: Path, fmt: str, source: SourceSpec) -> list[Row]:
+    table = _via_load_dataset("parquet", file)
+    return [{**row, SOURCE_KEY: f"{file.name}:row {i + 1}"} for i, row in enumerate(table)]
+
+
+def _read_text(file: Path, fmt: str, source: SourceSpec) -> list[Row]:
+    """One example per line, in the column 'text' (or the first of source.columns)."""
+    column = (source.columns or ["text"])[0]
+    lines = _via_load_dataset("text", file, keep_linebreaks=False)["text"]
+    return [
+        {column: line, SOURCE_KEY: f"{file.name}:{i + 1}"}
+        for i, line in enumerate(lines)
+        if line.strip()
+    ]
+
+
+def _read_hub(source: SourceSpec, field: str) -> list[Row]:
+    """A dataset `load_dataset` finds by name: a hub id, or a local dataset folder."""
+    from datasets import load_dataset
+
+    hub = source.hub
+    assert hub is not None
+    try:
+        table = load_dataset(hub.name, hub.config, split=hub.split, revision=hub.revision)
+    except Exception as exc:  # offline, unknown name, bad split: one line, the user's fix
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"{field}.hub: cannot load {hub.name!r} (config {hub.config!r}, split "
+            f"{hub.split!r}): {first}"
+        ) from None
+    label = f"{hub.name}[{hub.split}]"
+    return [{**row, SOURCE_KEY: f"{label}:row {i + 1}"} for i, row in enumerate(table)]
+
+
+_READERS = {
+    "tsv": _read_delimited,
+    "csv": _read_delimited,
+    "jsonl": _read_jsonl,
+    "json": _read_json,
+    "parquet": _read_parquet,
+    "text": _read_text,
+}

@@ -1,120 +1,341 @@
-"""load -> clean -> split -> label ids: the data a run trains, validates and tests on."""
+"""read -> check -> clean -> split -> tokenize, once per fingerprint, on the driver.
+
+The prepared splits are Arrow files under <cache>/<fingerprint>/: every worker, trial and test
+evaluation memory-maps them (`load_prepared`); nothing re-reads or re-tokenizes. The
+fingerprint covers everything the result depends on: the data and task sections, the seed,
+the tokenizer's content and each input file's size and modification time.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from raytune_ft.data.cleaning import CleanReport, clean_rows
-from raytune_ft.data.loading import SOURCE_KEY, Row, read_source
+from raytune_ft.data.cleaning import CleanReport, clean_dataset
+from raytune_ft.data.loading import SOURCE_KEY, Row, read_source, resolve_files
 from raytune_ft.data.splitting import hold_out, split_rows, subsample
 from raytune_ft.errors import UserError
-from raytune_ft.spec.sections import DataSpec
+from raytune_ft.spec.experiment import ExperimentSpec
+from raytune_ft.tasks.base import Task
+from raytune_ft.tasks.registry import task_for
 
-LABEL_ID_KEY = "_label_id"
+PIPELINE_VERSION = 1  # bump when preparation changes what it writes
+SPLITS = ("train", "validation", "test")
+GROUP_KEY = "_group"
+META_FILE = "meta.json"
+_INDEX = "_index"
 
 
 @dataclass
-class PreparedData:
-    train: list[Row]
-    validation: list[Row]
-    test: list[Row]
-    labels: list[str]
-    clean_report: dict[str, CleanReport] = field(default_factory=dict)
+class Prepared:
+    """Prepared splits (memory-mapped Arrow) and what preparing them found."""
+
+    path: Path
+    splits: dict[str, Any]
+    meta: dict[str, Any]
+
+    @property
+    def labels(self) -> list[str] | None:
+        return self.meta["labels"]
 
     def sizes(self) -> dict[str, int]:
-        return {
-            "train": len(self.train),
-            "validation": len(self.validation),
-            "test": len(self.test),
-        }
+        return {name: len(data) for name, data in self.splits.items()}
+
+    def __getitem__(self, split: str) -> Any:
+        return self.splits[split]
 
 
-def _check_columns(rows: list[Row], spec: DataSpec, field_name: str) -> None:
-    """Every row has every column the run needs, with a value: checked here, not mid-run."""
-    needed = [spec.text_column, spec.label_column] + (
-        [spec.group_column] if spec.group_column else []
+@dataclass
+class RowSplits:
+    """Checked, cleaned and split rows before tokenization (Datasets in memory)."""
+
+    splits: dict[str, Any]
+    labels: list[str] | None
+    clean_report: dict[str, CleanReport]
+
+    def sizes(self) -> dict[str, int]:
+        return {name: len(data) for name, data in self.splits.items()}
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def prepare_rows(spec: ExperimentSpec, task: Task | None = None) -> RowSplits:
+    """Deterministic for a spec and seed: every caller gets the same splits."""
+    task = task or task_for(spec.task)
+    loaded: dict[str, Any] = {}
+    reports: dict[str, CleanReport] = {}
+    for which in SPLITS:
+        if getattr(spec.data, which) is not None:
+            loaded[which], reports[which] = _load_clean(spec, task, which)
+
+    labels = getattr(spec.task, "labels", None)
+    if labels is not None:  # before splitting, so an unknown label is named by its row
+        for which, data in loaded.items():
+            task.check_labels(data, labels, f"data.{which}")
+
+    train = loaded["train"]
+    split = spec.data.split
+    stratify = task.label_column if split.stratify else None
+    if "validation" not in loaded and "test" not in loaded:
+        train, loaded["validation"], loaded["test"] = _select(
+            train,
+            split_rows(
+                _index_rows(train, stratify),
+                stratify,
+                split.validation,
+                split.test,
+                stratify is not None,
+                spec.seed,
+            ),
+        )
+    elif "validation" not in loaded:
+        train, loaded["validation"] = _select(
+            train,
+            hold_out(
+                _index_rows(train, stratify),
+                split.validation,
+                stratify,
+                stratify is not None,
+                spec.seed,
+                "data.split.validation",
+            ),
+        )
+    elif "test" not in loaded:
+        if split.test > 0:
+            train, loaded["test"] = _select(
+                train,
+                hold_out(
+                    _index_rows(train, stratify),
+                    split.test,
+                    stratify,
+                    stratify is not None,
+                    spec.seed,
+                    "data.split.test",
+                ),
+            )
+        else:
+            loaded["test"] = train.select([])
+    if spec.data.max_train_samples is not None and spec.data.max_train_samples < len(train):
+        (train,) = _select(
+            train,
+            (
+                subsample(
+                    _index_rows(train, stratify),
+                    spec.data.max_train_samples,
+                    stratify,
+                    stratify is not None,
+                    spec.seed,
+                ),
+            ),
+        )
+    loaded["train"] = train
+
+    labels = task.label_names(train)
+    if labels is not None:
+        if spec.task.labels is None:  # listed labels were checked before the split
+            for which in SPLITS:
+                task.check_labels(loaded[which], labels, f"data.{which}")
+        if len(labels) < 2:
+            where = (
+                "task.labels"
+                if spec.task.labels
+                else f"task.label_column {task.label_column or spec.task.label_column!r}"
+            )
+            raise UserError(f"{where}: only one class {labels}; expected at least 2")
+    return RowSplits({w: loaded[w] for w in SPLITS}, labels, reports)
+
+
+def _load_clean(spec: ExperimentSpec, task: Task, which: str) -> tuple[Any, CleanReport]:
+    from datasets import Dataset
+
+    field = f"data.{which}"
+    rows = read_source(getattr(spec.data, which), field)
+    if not rows:
+        raise UserError(f"{field}: no rows after reading the files")
+    needed = list(spec.task.input_columns)
+    group = spec.data.group_column
+    typed = []
+    for row in rows:
+        _check_columns(row, needed + ([group] if group else []), field)
+        clean = task.normalize(row)
+        clean[SOURCE_KEY] = row[SOURCE_KEY]
+        if group:
+            if row[group] is None:
+                raise UserError(f"{row[SOURCE_KEY]}: {group!r} is null; expected a value")
+            clean[GROUP_KEY] = str(row[group])
+        typed.append(clean)
+    data = Dataset.from_list(typed)
+    collapse = spec.data.clean.collapse_whitespace
+    if collapse is None:
+        collapse = not task.generative
+    data, report = clean_dataset(
+        data, task.text_columns, task.key_columns, task.label_column, spec.data.clean, collapse
     )
-    if not rows:
-        raise UserError(f"{field_name}: no rows after reading the files")
-    for row in rows:
-        for column in needed:
-            if column not in row:
-                have = ", ".join(sorted(c for c in row if c != SOURCE_KEY))
-                raise UserError(
-                    f"{row[SOURCE_KEY]}: no column {column!r} (this row has: {have}); "
-                    f"every row of {field_name} needs {', '.join(map(repr, needed))}"
-                )
-            if column != spec.text_column and row[column] is None:
-                raise UserError(f"{row[SOURCE_KEY]}: {column!r} is null; expected a value")
+    if len(data) == 0:
+        raise UserError(f"{field}: every row was dropped by cleaning ({report.as_dict()})")
+    return data, report
 
 
-def _load_clean(spec: DataSpec, which: str) -> tuple[list[Row], CleanReport]:
-    source = getattr(spec, which)
-    rows = read_source(source, f"data.{which}")
-    _check_columns(rows, spec, f"data.{which}")
-    rows, report = clean_rows(rows, spec.text_column, spec.label_column, spec.clean)
-    if not rows:
-        raise UserError(f"data.{which}: every row was dropped by cleaning ({report.as_dict()})")
-    return rows, report
-
-
-def _check_labels(rows: list[Row], label_column: str, labels: list[str]) -> None:
-    known = set(labels)
-    for row in rows:
-        if row[label_column] not in known:
+def _check_columns(row: Row, needed: list[str], field: str) -> None:
+    """Every row has every column the task needs: checked here, not mid-run."""
+    for column in needed:
+        if column not in row:
+            have = ", ".join(sorted(c for c in row if c != SOURCE_KEY))
             raise UserError(
-                f"{row[SOURCE_KEY]}: label {row[label_column]!r} is not one of {labels} "
-                "(set data.labels to list every class)"
+                f"{row[SOURCE_KEY]}: no column {column!r} (this row has: {have}); "
+                f"every row of {field} needs {', '.join(map(repr, needed))}"
             )
 
 
-def prepare_data(spec: DataSpec, seed: int) -> PreparedData:
-    """Deterministic for a given spec and seed, so every Ray worker builds the same splits."""
-    train_rows, train_report = _load_clean(spec, "train")
-    reports = {"train": train_report}
-    val_rows: list[Row] | None = None
-    test_rows: list[Row] | None = None
-    for which in ("validation", "test"):
-        if getattr(spec, which) is not None:
-            rows, reports[which] = _load_clean(spec, which)
-            if which == "validation":
-                val_rows = rows
-            else:
-                test_rows = rows
+def _index_rows(data: Any, label_column: str | None) -> list[Row]:
+    """Light rows for the splitters: index, source and (when stratifying) the label."""
+    labels = data[label_column] if label_column else [None] * len(data)
+    return [
+        {_INDEX: i, SOURCE_KEY: source, label_column or "_": label}
+        for i, (source, label) in enumerate(zip(data[SOURCE_KEY], labels, strict=True))
+    ]
 
-    if spec.labels is not None:  # before splitting, so an unknown label is named by its row
-        for rows in (train_rows, val_rows or [], test_rows or []):
-            _check_labels(rows, spec.label_column, spec.labels)
 
-    split, label = spec.split, spec.label_column
-    if val_rows is None and test_rows is None:
-        train_rows, val_rows, test_rows = split_rows(
-            train_rows, label, split.validation, split.test, split.stratify, seed
-        )
-    elif val_rows is None:
-        train_rows, val_rows = hold_out(
-            train_rows, split.validation, label, split.stratify, seed, "data.split.validation"
-        )
-    elif test_rows is None:
-        train_rows, test_rows = (
-            hold_out(train_rows, split.test, label, split.stratify, seed, "data.split.test")
-            if split.test > 0
-            else (train_rows, [])
-        )
+def _select(data: Any, parts: tuple[list[Row], ...]) -> tuple[Any, ...]:
+    return tuple(data.select([r[_INDEX] for r in part]) for part in parts)
 
-    if spec.max_train_samples is not None:
-        train_rows = subsample(
-            train_rows, spec.max_train_samples, spec.label_column, split.stratify, seed
-        )
 
-    labels = spec.labels or sorted({r[spec.label_column] for r in train_rows})
-    label_ids = {label: i for i, label in enumerate(labels)}
-    for rows in (train_rows, val_rows, test_rows):
-        if spec.labels is None:  # listed labels were checked before the split
-            _check_labels(rows, spec.label_column, labels)
-        for row in rows:
-            row[LABEL_ID_KEY] = label_ids[row[spec.label_column]]
-    if len(labels) < 2:
-        where = "data.labels" if spec.labels else f"data.label_column {spec.label_column!r}"
-        raise UserError(f"{where}: only one class {labels}; expected at least 2")
-    return PreparedData(train_rows, val_rows, test_rows, labels, reports)
+# --------------------------------------------------------------------------- features
+
+
+def prepare(spec: ExperimentSpec, tokenizer: Any = None) -> Prepared:
+    """The prepared splits of this spec: read from the cache, or made once and stored there.
+
+    Concurrent callers (trials of a sweep) wait on a file lock; one prepares, the others read.
+    """
+    from filelock import FileLock
+
+    from raytune_ft.modeling.loading import load_tokenizer
+
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(spec.model)
+    path = cache_root(spec) / data_fingerprint(spec, tokenizer)
+    if (path / META_FILE).exists():
+        return load_prepared(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        field = "data.cache_dir" if spec.data.cache_dir else "storage.path"
+        raise UserError(
+            f"{field}: cannot create {path.parent} (prepared data): {exc.strerror}; expected "
+            "a folder you can write"
+        ) from None
+    with FileLock(str(path) + ".lock"):
+        if not (path / META_FILE).exists():
+            _prepare_into(spec, tokenizer, path)
+    return load_prepared(path)
+
+
+def _prepare_into(spec: ExperimentSpec, tokenizer: Any, path: Path) -> None:
+    import datasets
+
+    datasets.disable_progress_bars()
+    started = time.monotonic()
+    task = task_for(spec.task)
+    rows = prepare_rows(spec, task)
+    tmp = path.with_name(f".{path.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    sizes, dropped = {}, {}
+    for which, data in rows.splits.items():
+        features = _tokenize(task, data, tokenizer, spec.data.max_length, rows.labels)
+        dropped[which] = len(data) - len(features)
+        if which != "test" and len(data) and not len(features):
+            raise UserError(
+                f"data.{which}: all {len(data)} rows lost every label token to truncation at "
+                f"data.max_length {spec.data.max_length}; expected a larger max_length or "
+                "shorter prompts"
+            )
+        features = task.finish_split(features, which, tokenizer, spec.data.max_length)
+        features.save_to_disk(str(tmp / which))
+        sizes[which] = len(features)
+    meta = {
+        "fingerprint": path.name,
+        "labels": rows.labels,
+        "rows": rows.sizes(),
+        "sizes": sizes,
+        "dropped_by_truncation": dropped,
+        "clean": {k: v.as_dict() for k, v in rows.clean_report.items()},
+        "task": spec.task.type,
+        "prepare_seconds": round(time.monotonic() - started, 2),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)  # readers see the whole folder or none of it
+
+
+def _tokenize(task: Task, data: Any, tokenizer: Any, max_length: int, labels: Any) -> Any:
+    passthrough = [c for c in (SOURCE_KEY, GROUP_KEY) if c in data.column_names]
+
+    def tokenize(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        features, kept = task.tokenize(batch, tokenizer, max_length, labels)
+        return features | {c: [batch[c][i] for i in kept] for c in passthrough}
+
+    return data.map(tokenize, batched=True, remove_columns=data.column_names, desc="tokenize")
+
+
+def load_prepared(path: str | Path) -> Prepared:
+    """Memory-map prepared splits (workers, trials, test evaluation)."""
+    from datasets import load_from_disk
+
+    path = Path(path)
+    meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
+    splits = {which: load_from_disk(str(path / which)) for which in SPLITS}
+    return Prepared(path, splits, meta)
+
+
+def model_inputs(data: Any, columns: list[str]) -> Any:
+    """The split with only the collator's columns (sources, groups and references stay out)."""
+    return data.select_columns([c for c in columns if c in data.column_names])
+
+
+def cache_root(spec: ExperimentSpec) -> Path:
+    root = spec.data.cache_dir or str(Path(spec.storage.path) / "prepared")
+    return Path(root).expanduser().resolve()
+
+
+def data_fingerprint(spec: ExperimentSpec, tokenizer: Any) -> str:
+    """What the prepared data depends on, hashed: any change gives a new cache folder."""
+    files = []
+    for which in SPLITS:
+        source = getattr(spec.data, which)
+        if source is not None and source.path is not None:
+            for file in resolve_files(source, f"data.{which}"):
+                stat = file.stat()
+                files.append([str(file.resolve()), stat.st_size, stat.st_mtime_ns])
+    identity = {
+        "version": PIPELINE_VERSION,
+        "data": spec.data.model_dump(mode="json", exclude={"cache_dir"}),
+        "task": spec.task.model_dump(mode="json"),
+        "seed": spec.seed,
+        "files": files,
+        "tokenizer": tokenizer_fingerprint(tokenizer),
+    }
+    blob = json.dumps(identity, sort_keys=True).encode()
+    return f"{spec.task.type}-{hashlib.sha256(blob).hexdigest()[:16]}"
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A hash of what the tokenizer does (vocabulary, rules, special tokens, chat template),
+    not of where it was loaded from: a copy saved with a checkpoint hashes the same."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    content = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab())
+    parts = [
+        type(tokenizer).__name__,
+        content,
+        json.dumps(tokenizer.special_tokens_map, sort_keys=True, default=str),
+        str(getattr(tokenizer, "chat_template", None)),
+        tokenizer.padding_side,
+        tokenizer.truncation_side,
+    ]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]

@@ -6,11 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
+import transformers
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from raytune_ft.errors import UserError
 from raytune_ft.modeling.sources import resolve_model_source
 from raytune_ft.spec.sections import ModelSpec, PeftSpec
+from raytune_ft.tasks.base import Task
 
 
 def _hub_kwargs(spec: ModelSpec) -> dict[str, Any]:
@@ -36,14 +38,19 @@ def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
+def auto_class(task: Task) -> Any:
+    return getattr(transformers, task.auto_model)
+
+
 def build_model(
     model_spec: ModelSpec,
     peft_spec: PeftSpec,
-    labels: list[str],
+    task: Task,
+    labels: list[str] | None,
     empty: bool = False,
     dtype: torch.dtype | None = None,
 ) -> torch.nn.Module:
-    """The model for `labels`, with a fresh head, wrapped in LoRA if asked.
+    """The task's model (a fresh head for `labels` where it has one), in LoRA if asked.
 
     Pretrained weights (`model.init: pretrained`) or a fresh model of the config's shape
     (`random`), with `model.config_overrides` applied either way. `dtype` is the training
@@ -53,19 +60,18 @@ def build_model(
     seconds on the driver, before any worker starts.
     """
     source = resolve_model_source(model_spec.name_or_path)
-    config = load_config(model_spec, labels)
+    config = load_config(model_spec, task, labels)
+    cls = auto_class(task)
     try:
         if empty:
             with torch.device("meta"):
-                model = AutoModelForSequenceClassification.from_config(
-                    config, trust_remote_code=model_spec.trust_remote_code
-                )
+                model = cls.from_config(config, trust_remote_code=model_spec.trust_remote_code)
         elif model_spec.init == "random":
-            model = AutoModelForSequenceClassification.from_config(
+            model = cls.from_config(
                 config, trust_remote_code=model_spec.trust_remote_code, dtype=dtype
             )
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(
+            model = cls.from_pretrained(
                 source, config=config, dtype=dtype, **_hub_kwargs(model_spec)
             )
     except (OSError, ValueError) as exc:
@@ -73,22 +79,18 @@ def build_model(
     if model.config.pad_token_id is None:
         model.config.pad_token_id = model.config.eos_token_id
     if peft_spec.method == "lora":
-        model = _with_lora(model, peft_spec)
+        model = _with_lora(model, peft_spec, task)
     return model
 
 
-def load_config(model_spec: ModelSpec, labels: list[str]) -> Any:
-    """The model's config with the head for `labels` and the spec's overrides applied."""
+def load_config(model_spec: ModelSpec, task: Task, labels: list[str] | None) -> Any:
+    """The model's config with the task's head settings and the spec's overrides applied."""
     from transformers import AutoConfig
 
     source = resolve_model_source(model_spec.name_or_path)
     try:
         config = AutoConfig.from_pretrained(
-            source,
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={label: i for i, label in enumerate(labels)},
-            **_hub_kwargs(model_spec),
+            source, **task.config_kwargs(labels), **_hub_kwargs(model_spec)
         )
     except (OSError, ValueError) as exc:
         raise _model_error(model_spec, exc) from None
@@ -123,11 +125,11 @@ def absolute_positions(config: Any) -> int | None:
     return positions if model_type in _ABSOLUTE_POSITIONS else None
 
 
-def _with_lora(model: torch.nn.Module, peft_spec: PeftSpec) -> torch.nn.Module:
-    from peft import LoraConfig, TaskType, get_peft_model
+def _with_lora(model: torch.nn.Module, peft_spec: PeftSpec, task: Task) -> torch.nn.Module:
+    from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
-        task_type=TaskType.SEQ_CLS,  # also trains and saves the classifier head
+        task_type=task.peft_task_type,  # SEQ_CLS also trains and saves the new head
         r=peft_spec.r,
         lora_alpha=peft_spec.alpha,
         lora_dropout=peft_spec.dropout,
@@ -144,13 +146,18 @@ def _with_lora(model: torch.nn.Module, peft_spec: PeftSpec) -> torch.nn.Module:
         ) from None
 
 
-def load_trained_model(model_dir: str | Path, model_spec: ModelSpec) -> torch.nn.Module:
-    """A model saved by a checkpoint: a full model folder or a LoRA adapter over its base."""
+def load_trained_model(
+    model_dir: str | Path, model_spec: ModelSpec, task: Task, labels: list[str] | None
+) -> torch.nn.Module:
+    """A model saved by a checkpoint: a full model folder, or a LoRA adapter over its base."""
     model_dir = Path(model_dir)
+    cls = auto_class(task)
     if (model_dir / "adapter_config.json").exists():
-        from peft import AutoPeftModelForSequenceClassification
+        from peft import PeftConfig, PeftModel
 
-        return AutoPeftModelForSequenceClassification.from_pretrained(
-            str(model_dir), **_hub_kwargs(model_spec)
+        base_path = PeftConfig.from_pretrained(str(model_dir)).base_model_name_or_path
+        base = cls.from_pretrained(
+            resolve_model_source(base_path), **task.config_kwargs(labels), **_hub_kwargs(model_spec)
         )
-    return AutoModelForSequenceClassification.from_pretrained(str(model_dir))
+        return PeftModel.from_pretrained(base, str(model_dir))
+    return cls.from_pretrained(str(model_dir))

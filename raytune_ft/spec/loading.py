@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any, get_origin
 
@@ -12,6 +13,7 @@ from raytune_ft.errors import UserError
 from raytune_ft.spec.bounded_yaml import LineIndex, load_yaml, read_spec_text
 from raytune_ft.spec.experiment import ExperimentSpec
 from raytune_ft.spec.sections import field_type, is_section
+from raytune_ft.spec.task_sections import TASK_SECTIONS
 
 
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> ExperimentSpec:
@@ -166,7 +168,12 @@ def _dotted(loc: tuple[Any, ...]) -> str:
 
 
 def _format_error(err: dict[str, Any], describe: Any) -> str:
-    loc = tuple(err["loc"])
+    # pydantic puts a discriminated union's tag in the path (task.causal-lm-sft.x): drop it.
+    loc = tuple(
+        part
+        for i, part in enumerate(err["loc"])
+        if not (i and err["loc"][i - 1] == "task" and part in TASK_TYPES)
+    )
     kind = err["type"]
     if kind == "extra_forbidden":
         msg = "unknown field"
@@ -178,7 +185,15 @@ def _format_error(err: dict[str, Any], describe: Any) -> str:
             got = err["input"]
             if not isinstance(got, dict):
                 msg += f" (got {got!r})"
+        field = _LEADING_FIELD.match(msg)
+        if not loc and field:  # a whole-spec check names the field it is about: place it there
+            loc = tuple(int(p) if p.isdigit() else p for p in field["path"].split("."))
+            msg = field["rest"]
     return f"{describe(loc)}: {msg}"
+
+
+_LEADING_FIELD = re.compile(r"(?P<path>[a-z_]+(?:\.[A-Za-z0-9_]+)+): (?P<rest>.*)", re.S)
+TASK_TYPES = {section.model_fields["type"].default for section in TASK_SECTIONS}
 
 
 def _where(

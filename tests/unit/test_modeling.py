@@ -12,6 +12,10 @@ import torch
 
 from raytune_ft.errors import UserError
 from raytune_ft.modeling.loading import build_model, load_tokenizer, load_trained_model
+from raytune_ft.spec.task_sections import ClassificationTask
+from raytune_ft.tasks.registry import task_for
+
+CLS = task_for(ClassificationTask())
 from raytune_ft.modeling.sources import resolve_model_source
 from raytune_ft.spec.sections import ModelSpec, PeftSpec
 
@@ -32,11 +36,11 @@ def test_hub_id_loads_through_the_hub_cache_offline(tiny_bert: Path, tmp_path: P
     refs.mkdir()
     (refs / "main").write_text(commit)
     code = (
-        "from raytune_ft.modeling.loading import build_model, load_tokenizer\n"
+        "from raytune_ft.modeling.loading import build_model, load_tokenizer\nfrom raytune_ft.tasks.registry import task_for\nfrom raytune_ft.spec.task_sections import ClassificationTask\nCLS = task_for(ClassificationTask())\n"
         "from raytune_ft.spec.sections import ModelSpec, PeftSpec\n"
         "m = ModelSpec(name_or_path='acme/tiny-bert')\n"
         "tok = load_tokenizer(m)\n"
-        "model = build_model(m, PeftSpec(), ['neg', 'pos'])\n"
+        "model = build_model(m, PeftSpec(), CLS, ['neg', 'pos'])\n"
         "print(model.config.hidden_size, model.config.id2label[1], tok('hi')['input_ids'][0])\n"
     )
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
@@ -55,7 +59,7 @@ def test_lora_wraps_model_and_trains_only_adapters_and_head(
 ) -> None:
     spec = ModelSpec(name_or_path=str(tiny_bert))
     model = build_model(
-        spec, PeftSpec(method="lora", r=4, target_modules=["query", "value"]), ["0", "1"]
+        spec, PeftSpec(method="lora", r=4, target_modules=["query", "value"]), CLS, ["0", "1"]
     )
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n or "classifier" in n for n in trainable)
@@ -63,7 +67,7 @@ def test_lora_wraps_model_and_trains_only_adapters_and_head(
     model.save_pretrained(tmp_path / "adapter")
     config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == str(tiny_bert)
-    reloaded = load_trained_model(tmp_path / "adapter", spec).eval()
+    reloaded = load_trained_model(tmp_path / "adapter", spec, CLS, ["0", "1"]).eval()
     batch = {"input_ids": torch.tensor([[101, 2204, 102]])}
     model.eval()
     with torch.no_grad():
@@ -75,6 +79,7 @@ def test_bad_lora_target_is_a_user_error(tiny_bert: Path) -> None:
         build_model(
             ModelSpec(name_or_path=str(tiny_bert)),
             PeftSpec(method="lora", target_modules=["no_such_layer"]),
+            CLS,
             ["0", "1"],
         )
 
@@ -93,12 +98,12 @@ def test_position_limits_only_for_absolute_position_tables() -> None:
 
 
 def test_random_init_from_a_config_with_overrides_in_the_training_dtype(tiny_bert: Path) -> None:
-    pretrained = build_model(ModelSpec(name_or_path=str(tiny_bert)), PeftSpec(), ["a", "b"])
+    pretrained = build_model(ModelSpec(name_or_path=str(tiny_bert)), PeftSpec(), CLS, ["a", "b"])
     spec = ModelSpec(
         name_or_path=str(tiny_bert), init="random", config_overrides={"num_hidden_layers": 1}
     )
     torch.manual_seed(123)
-    fresh = build_model(spec, PeftSpec(), ["a", "b"], dtype=torch.bfloat16)
+    fresh = build_model(spec, PeftSpec(), CLS, ["a", "b"], dtype=torch.bfloat16)
     assert fresh.config.num_hidden_layers == 1 and len(fresh.bert.encoder.layer) == 1
     assert {p.dtype for p in fresh.parameters()} == {torch.bfloat16}  # created in bf16
     # Not the saved weights: a fresh draw of the same shape.
@@ -106,7 +111,7 @@ def test_random_init_from_a_config_with_overrides_in_the_training_dtype(tiny_ber
     drawn = fresh.bert.embeddings.word_embeddings.weight
     assert saved.shape == drawn.shape and not torch.allclose(saved, drawn.float())
     loaded = build_model(
-        ModelSpec(name_or_path=str(tiny_bert)), PeftSpec(), ["a", "b"], dtype=torch.bfloat16
+        ModelSpec(name_or_path=str(tiny_bert)), PeftSpec(), CLS, ["a", "b"], dtype=torch.bfloat16
     )
     assert {p.dtype for p in loaded.parameters()} == {torch.bfloat16}  # read in bf16
 
@@ -114,7 +119,7 @@ def test_random_init_from_a_config_with_overrides_in_the_training_dtype(tiny_ber
 def test_an_unknown_config_override_is_named(tiny_bert: Path) -> None:
     spec = ModelSpec(name_or_path=str(tiny_bert), config_overrides={"num_hiden_layers": 1})
     with pytest.raises(UserError) as info:
-        build_model(spec, PeftSpec(), ["a", "b"], empty=True)
+        build_model(spec, PeftSpec(), CLS, ["a", "b"], empty=True)
     assert info.value.problems == [
         "model.config_overrides.num_hiden_layers: BertConfig has no such field "
         "(a typo would otherwise be stored and ignored)"

@@ -136,7 +136,8 @@ MALFORMED = [
     (
         "name: t\nmodel: {name_or_path: m}\ndata: {train: {path: x, format: xml}}\n",
         [],
-        "data.train.format: Input should be 'auto', 'tsv', 'csv' or 'jsonl'",
+        "data.train.format: Input should be 'auto', 'tsv', 'csv', 'jsonl', 'json', 'parquet' "
+        "or 'text' (got 'xml')",
     ),
     (
         "name: t\nmodel: {name_or_path: m}\ndata: {train: {path: x}}\nscaling: {num_workers: 0}\n",
@@ -166,12 +167,57 @@ MALFORMED = [
     (
         "name: t\nmodel: {name_or_path: m}\ndata: {train: {path: x}}\ntrain: {metric: accuracy}\n",
         [],
-        "train.metric: Input should be 'eval_accuracy', 'eval_f1' or 'eval_loss'",
+        "spec.yaml:4: train.metric: 'accuracy' is not reported by task 'classification'; "
+        "expected one of eval_accuracy, eval_f1, eval_loss",
     ),
     (
-        "name: t\nmodel: {name_or_path: m}\ndata: {train: {path: x}}\ntrain: {metric: eval_loss}\n",
+        "name: t\nmodel: {name_or_path: m}\ndata: {train: {path: x}}\ntask: {type: causal-lm}\n"
+        "train: {metric: eval_accuracy}\n",
         [],
-        "train: metric_mode: eval_loss is best at its min; set min",
+        "train.metric: 'eval_accuracy' is not reported by task 'causal-lm'; expected one of "
+        "eval_loss, eval_perplexity, eval_token_accuracy",
+    ),
+    (
+        "name: t\nmodel: {name_or_path: m}\ndata: {train: {path: x}}\ntask: {type: gpt}\n",
+        [],
+        "task: type: expected one of classification, multi-label, regression, causal-lm-sft",
+    ),
+    (
+        "name: t\nmodel: {name_or_path: m}\ndata: {train: {path: x}}\n"
+        "task: {type: causal-lm-sft, messages_column: m, prompt_template: '{q}'}\n",
+        [],
+        "task: set either messages_column or prompt_template + response_template, not both",
+    ),
+    (
+        "name: t\nmodel: {name_or_path: m}\ndata: {train: {path: x}}\n"
+        "task: {type: causal-lm-sft, prompt_template: 'Q: {q.x}', response_template: '{a}'}\n",
+        [],
+        "task.prompt_template: {q.x}: expected a column name between braces",
+    ),
+    (
+        "name: t\nmodel: {name_or_path: m}\ndata: {train: {path: x}}\n"
+        "task: {type: masked-lm, mlm_probability: 1.5}\n",
+        [],
+        "task.mlm_probability: Input should be less than 1",
+    ),
+    (
+        "name: t\nmodel: {name_or_path: m, init: random}\ndata: {train: {path: x}}\n"
+        "peft: {method: lora}\n",
+        [],
+        "peft.method: an adapter over a randomly initialised model trains on frozen random",
+    ),
+    (
+        "name: t\nmodel: {name_or_path: m}\ndata: {train: {path: x}}\n"
+        "stages: [{name: a, task: {type: masked-lm}}, {name: b, task: {type: regression}, "
+        "train: {metric: eval_f1}}]\n",
+        [],
+        "stages.1 (b): train.metric: 'eval_f1' is not reported by task 'regression'",
+    ),
+    (
+        "name: t\nmodel: {name_or_path: m}\ndata: {train: {path: x}}\n"
+        "stages: [{name: a, task: {type: masked-lm}}]\n",
+        [],
+        "stages: List should have at least 2 items",
     ),
     (
         "name: t\nmodel: {name_or_path: m}\ndata: {train: {path: x}}\n",
