@@ -201,6 +201,7 @@ def run_training(
         "num_workers": spec.scaling.num_workers,
         "runtime": json.loads((run_dir / RUNTIME_FILE).read_text()),
         "data_sizes": data.sizes(),
+        "prepared_data": str(data.path),
         "wall_time_s": round(time.time() - started, 1),
     }
     write_json(run_dir / "summary.json", summary)

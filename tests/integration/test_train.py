@@ -17,7 +17,7 @@ from helpers import SENTIMENT, keyword_spec
 
 from raytune_ft.evaluation.evaluate import evaluate_model_dir
 from raytune_ft.spec import validate_spec
-from raytune_ft.train.runner import build_trainer, run_training
+from raytune_ft.train.runner import build_trainer, preflight, run_training
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +79,7 @@ def test_two_worker_zero2_training_lowers_loss_and_checkpoints(
     assert len(shards) == 2, shards
     assert (checkpoint / "model" / "config.json").exists()
     # The copied best model evaluates to the same test accuracy on its own, without Ray.
-    again = evaluate_model_dir(spec, run_dir / "best-model", "test")
+    again = evaluate_model_dir(spec, run_dir / "best-model", "test", summary["prepared_data"])
     assert again["test_accuracy"] == pytest.approx(summary["test_metrics"]["test_accuracy"])
     for name in ("spec.yaml", "data_report.json", "summary.json"):
         assert (run_dir / name).exists()
@@ -170,8 +170,9 @@ def test_rerun_after_the_last_step_reports_a_final_result(
     spec = validate_spec(keyword_spec(tiny_bert, keyword_data, tmp_path, epochs=1))
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    first = build_trainer(spec, False, run_dir, run_dir, "ray-train").fit()
-    again = build_trainer(spec, False, run_dir, run_dir, "ray-train").fit()
+    prepared = preflight(spec).path
+    first = build_trainer(spec, False, run_dir, run_dir, "ray-train", prepared).fit()
+    again = build_trainer(spec, False, run_dir, run_dir, "ray-train", prepared).fit()
     total = spec.schedule(640).total_steps
     assert first.metrics["step"] == again.metrics["step"] == total
     # Ray Train restores Result.metrics from its snapshot either way; what a Tune trial sees is
@@ -222,5 +223,7 @@ def test_other_zero_stages_accumulation_and_bf16_train(
     assert runtime["bf16_enabled"] is (precision == "bf16")
     assert runtime["param_dtype"] == ("bfloat16" if precision == "bf16" else "float32")
     # Under ZeRO-3 rank 0 gathers the partitioned weights into a whole HF model.
-    again = evaluate_model_dir(spec, outcome.run_dir / "best-model", "test")
+    again = evaluate_model_dir(
+        spec, outcome.run_dir / "best-model", "test", outcome.summary["prepared_data"]
+    )
     assert again["test_accuracy"] == pytest.approx(outcome.summary["test_metrics"]["test_accuracy"])

@@ -12,12 +12,12 @@ import torch
 
 from raytune_ft.errors import UserError
 from raytune_ft.modeling.loading import build_model, load_tokenizer, load_trained_model
+from raytune_ft.modeling.sources import resolve_model_source
+from raytune_ft.spec.sections import ModelSpec, PeftSpec
 from raytune_ft.spec.task_sections import ClassificationTask
 from raytune_ft.tasks.registry import task_for
 
 CLS = task_for(ClassificationTask())
-from raytune_ft.modeling.sources import resolve_model_source
-from raytune_ft.spec.sections import ModelSpec, PeftSpec
 
 
 def test_minilm_names_resolve_to_packaged_weights() -> None:
