@@ -56,6 +56,11 @@ def test_three_trial_asha_optuna_sweep_writes_results(
     retrained = run_training(best).summary
     assert retrained["best_validation"] > 0.9
     assert retrained["test_metrics"]["test_accuracy"] > 0.9
+    # The data was prepared once, in the sweep's pre-flight: every trial's workers, the test
+    # evaluation and the retrained best spec memory-mapped that one folder.
+    prepared = list((tmp_path / "prepared").glob("*/meta.json"))
+    assert len(prepared) == 1
+    assert retrained["prepared_data"] == str(prepared[0].parent)
 
 
 def test_a_sweep_whose_every_trial_is_invalid_names_the_cause(

@@ -238,3 +238,37 @@ def test_a_tokenizer_copy_fingerprints_the_same(llama: Path, tmp_path: Path) -> 
     assert tokenizer_fingerprint(_tokenizer(tmp_path / "copy")) == tokenizer_fingerprint(original)
     bert = _tokenizer(Path(ROOT / "experiments" / "models" / "tiny-t5"))
     assert tokenizer_fingerprint(bert) == tokenizer_fingerprint(original)  # same char vocab
+
+
+def test_parquet_text_json_and_hub_sources_read_with_row_sources(tmp_path: Path) -> None:
+    from datasets import Dataset
+
+    from raytune_ft.data.loading import read_source
+    from raytune_ft.spec.sections import SourceSpec
+
+    Dataset.from_list([{"text": "a", "label": 1}, {"text": "b", "label": 0}]).to_parquet(
+        tmp_path / "d.parquet"
+    )
+    rows = read_source(SourceSpec(path=str(tmp_path / "d.parquet")))
+    assert [(r["text"], r["_source"]) for r in rows] == [
+        ("a", "d.parquet:row 1"),
+        ("b", "d.parquet:row 2"),
+    ]
+    (tmp_path / "t.txt").write_text("first line\n\nthird line\n")
+    rows = read_source(SourceSpec(path=str(tmp_path / "t.txt"), format="text"))
+    assert [(r["text"], r["_source"]) for r in rows] == [
+        ("first line", "t.txt:1"),
+        ("third line", "t.txt:3"),
+    ]
+    (tmp_path / "a.json").write_text('[{"text": "x", "label": 1}, {"text": "y", "label": 0}]')
+    rows = read_source(SourceSpec(path=str(tmp_path / "a.json")))
+    assert [r["_source"] for r in rows] == ["a.json:item 1", "a.json:item 2"]
+    # A hub dataset goes through load_dataset by name; a dataset folder is the offline stand-in
+    # (users with internet name a hub id here).
+    hub = tmp_path / "my-dataset"
+    (hub / "data").mkdir(parents=True)
+    jsonl(hub / "data" / "train.jsonl", [{"text": f"t{i}", "label": i % 2} for i in range(5)])
+    rows = read_source(SourceSpec(hub={"name": str(hub), "split": "train[:3]"}), "data.train")
+    assert [r["_source"] for r in rows][-1] == f"{hub}[train[:3]]:row 3" and len(rows) == 3
+    with pytest.raises(UserError, match=r"data.train.hub: cannot load 'acme/no-such-dataset'"):
+        read_source(SourceSpec(hub={"name": "acme/no-such-dataset"}), "data.train")
