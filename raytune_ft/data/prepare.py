@@ -329,7 +329,14 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     """A hash of what the tokenizer does (vocabulary, rules, special tokens, chat template),
     not of where it was loaded from: a copy saved with a checkpoint hashes the same."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    content = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab())
+    if backend is not None:
+        # Calling a fast tokenizer with truncation=True stores that setting in its backend:
+        # per-call state, not what the tokenizer does, so it is left out.
+        state = json.loads(backend.to_str())
+        state["truncation"] = state["padding"] = None
+        content = json.dumps(state, sort_keys=True)
+    else:
+        content = json.dumps(tokenizer.get_vocab(), sort_keys=True)
     parts = [
         type(tokenizer).__name__,
         content,

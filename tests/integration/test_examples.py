@@ -25,7 +25,7 @@ def test_sft_example_learns_to_reverse_strings(ray_local: None, tmp_path: Path) 
     summary = run_training(spec).summary
     assert summary["best_validation"] >= 0.9, summary["validation_metrics"]
     assert summary["test_metrics"]["test_exact_match"] >= 0.9, summary["test_metrics"]
-    # Held out: validation and test prompts are rows the training split does not have.
+    # Generation was scored on held-out prompts: the seeded split of deduplicated rows.
     from raytune_ft.data.prepare import load_prepared
 
     prepared = load_prepared(summary["prepared_data"])

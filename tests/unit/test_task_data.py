@@ -236,6 +236,9 @@ def test_a_tokenizer_copy_fingerprints_the_same(llama: Path, tmp_path: Path) -> 
     original = _tokenizer(llama)
     original.save_pretrained(tmp_path / "copy")
     assert tokenizer_fingerprint(_tokenizer(tmp_path / "copy")) == tokenizer_fingerprint(original)
+    before = tokenizer_fingerprint(original)
+    original(["some text"], truncation=True, max_length=4)  # stores truncation in the backend
+    assert tokenizer_fingerprint(original) == before
     bert = _tokenizer(Path(ROOT / "experiments" / "models" / "tiny-t5"))
     assert tokenizer_fingerprint(bert) == tokenizer_fingerprint(original)  # same char vocab
 
