@@ -77,76 +77,44 @@ def prepare_rows(spec: ExperimentSpec, task: Task | None = None) -> RowSplits:
 
     labels = getattr(spec.task, "labels", None)
     if labels is not None:  # before splitting, so an unknown label is named by its row
-        for which, data in loaded.items():
-            task.check_labels(data, labels, f"data.{which}")
+        for data in loaded.values():
+            task.check_labels(data, labels)
 
     train = loaded["train"]
     split = spec.data.split
-    stratify = task.label_column if split.stratify else None
+    stratify = task.label_column if split.stratify else None  # None: a plain random split
+    index, on = _index_rows(train, stratify), stratify is not None
     if "validation" not in loaded and "test" not in loaded:
-        train, loaded["validation"], loaded["test"] = _select(
-            train,
-            split_rows(
-                _index_rows(train, stratify),
-                stratify,
-                split.validation,
-                split.test,
-                stratify is not None,
-                spec.seed,
-            ),
-        )
+        parts = split_rows(index, stratify, split.validation, split.test, on, spec.seed)
+        train, loaded["validation"], loaded["test"] = _select(train, parts)
     elif "validation" not in loaded:
-        train, loaded["validation"] = _select(
-            train,
-            hold_out(
-                _index_rows(train, stratify),
-                split.validation,
-                stratify,
-                stratify is not None,
-                spec.seed,
-                "data.split.validation",
-            ),
-        )
+        field = "data.split.validation"
+        parts = hold_out(index, split.validation, stratify, on, spec.seed, field)
+        train, loaded["validation"] = _select(train, parts)
     elif "test" not in loaded:
-        if split.test > 0:
-            train, loaded["test"] = _select(
-                train,
-                hold_out(
-                    _index_rows(train, stratify),
-                    split.test,
-                    stratify,
-                    stratify is not None,
-                    spec.seed,
-                    "data.split.test",
-                ),
-            )
-        else:
-            loaded["test"] = train.select([])
-    if spec.data.max_train_samples is not None and spec.data.max_train_samples < len(train):
-        (train,) = _select(
-            train,
-            (
-                subsample(
-                    _index_rows(train, stratify),
-                    spec.data.max_train_samples,
-                    stratify,
-                    stratify is not None,
-                    spec.seed,
-                ),
-            ),
+        field = "data.split.test"
+        parts = (
+            hold_out(index, split.test, stratify, on, spec.seed, field)
+            if split.test > 0
+            else (index, [])
         )
+        train, loaded["test"] = _select(train, parts)
+    if spec.data.max_train_samples is not None and spec.data.max_train_samples < len(train):
+        index = _index_rows(train, stratify)
+        subset = subsample(index, spec.data.max_train_samples, stratify, on, spec.seed)
+        (train,) = _select(train, (subset,))
     loaded["train"] = train
 
     labels = task.label_names(train)
     if labels is not None:
         if spec.task.labels is None:  # listed labels were checked before the split
             for which in SPLITS:
-                task.check_labels(loaded[which], labels, f"data.{which}")
+                task.check_labels(loaded[which], labels)
         if len(labels) < 2:
             where = (
                 "task.labels"
                 if spec.task.labels
-                else f"task.label_column {task.label_column or spec.task.label_column!r}"
+                else f"task.label_column {spec.task.label_column!r}"
             )
             raise UserError(f"{where}: only one class {labels}; expected at least 2")
     return RowSplits({w: loaded[w] for w in SPLITS}, labels, reports)

@@ -36,12 +36,29 @@ class _TaskBase(Section):
         return dict(self.METRICS)
 
 
-class ClassificationTask(_TaskBase):
+class _TextAndLabel(_TaskBase):
+    """A text column in, a target column out (the sequence-head tasks)."""
+
+    text_column: str = Field("text", min_length=1)
+    label_column: str = Field("label", min_length=1)
+
+    @property
+    def input_columns(self) -> list[str]:
+        return [self.text_column, self.label_column]
+
+    @model_validator(mode="after")
+    def _two_columns(self) -> _TextAndLabel:
+        if self.text_column == self.label_column:
+            raise ValueError(
+                f"text_column and label_column are both {self.text_column!r}; expected two columns"
+            )
+        return self
+
+
+class ClassificationTask(_TextAndLabel):
     """Single-label sequence classification: one class per row, softmax + cross-entropy."""
 
     type: Literal["classification"] = "classification"
-    text_column: str = Field("text", min_length=1)
-    label_column: str = Field("label", min_length=1)
     labels: list[str] | None = Field(
         None, min_length=2, description="Classes in index order; null: sorted distinct values."
     )
@@ -51,18 +68,6 @@ class ClassificationTask(_TaskBase):
         "eval_loss": "min",
     }
     DEFAULT_METRIC: ClassVar[str] = "eval_accuracy"
-
-    @property
-    def input_columns(self) -> list[str]:
-        return [self.text_column, self.label_column]
-
-    @model_validator(mode="after")
-    def _two_columns(self) -> ClassificationTask:
-        if self.text_column == self.label_column:
-            raise ValueError(
-                f"text_column and label_column are both {self.text_column!r}; expected two columns"
-            )
-        return self
 
 
 class MultiLabelTask(ClassificationTask):
@@ -84,12 +89,10 @@ class MultiLabelTask(ClassificationTask):
     DEFAULT_METRIC: ClassVar[str] = "eval_micro_f1"
 
 
-class RegressionTask(_TaskBase):
+class RegressionTask(_TextAndLabel):
     """One float target per row; a single output trained with mean squared error."""
 
     type: Literal["regression"] = "regression"
-    text_column: str = Field("text", min_length=1)
-    label_column: str = Field("label", min_length=1)
     METRICS: ClassVar[dict[str, str]] = {
         "eval_mse": "min",
         "eval_mae": "min",
@@ -98,10 +101,6 @@ class RegressionTask(_TaskBase):
         "eval_loss": "min",
     }
     DEFAULT_METRIC: ClassVar[str] = "eval_mse"
-
-    @property
-    def input_columns(self) -> list[str]:
-        return [self.text_column, self.label_column]
 
 
 _LM_METRICS = {"eval_loss": "min", "eval_perplexity": "min", "eval_token_accuracy": "max"}
@@ -231,7 +230,7 @@ class Seq2SeqTask(_TaskBase):
             if self.generation
             else {}
         )
-        return {"eval_loss": "min", "eval_perplexity": "min", "eval_token_accuracy": "max"} | extra
+        return _LM_METRICS | extra
 
     @model_validator(mode="after")
     def _two_columns(self) -> Seq2SeqTask:

@@ -59,7 +59,7 @@ class Task(ABC):
         """Class names in index order (classification), from the spec or the training split."""
         return None
 
-    def check_labels(self, data: Any, labels: list[str] | None, field: str) -> None:
+    def check_labels(self, data: Any, labels: list[str] | None) -> None:
         """Every label of a split is a known class (classification); nothing to check else."""
         return None
 
@@ -105,7 +105,7 @@ class Task(ABC):
     @property
     def generation(self) -> Any | None:
         """The spec's generation settings when this task generates at evaluation."""
-        return None
+        return getattr(self.section, "generation", None)
 
     def generate(
         self, model: Any, tokenizer: Any, rows: list[dict[str, Any]], device: Any, synced: bool

@@ -13,8 +13,8 @@ from raytune_ft.errors import UserError
 from raytune_ft.tasks.base import Batch, Row, Stats, Task, text_cell, where
 
 
-class ClassificationTask(Task):
-    """One class per row: softmax over the classes, cross-entropy."""
+class _SequenceHead(Task):
+    """A head over an encoder's sequence representation: text in, one target per row out."""
 
     auto_model = "AutoModelForSequenceClassification"
     peft_task_type = "SEQ_CLS"  # peft also trains and saves the new head
@@ -22,6 +22,30 @@ class ClassificationTask(Task):
     @property
     def text_columns(self) -> list[str]:
         return [self.section.text_column]
+
+    def _targets(self, values: list[Any], labels: list[str] | None) -> list[Any]:
+        """The label column's values as the model's `labels`."""
+        raise NotImplementedError
+
+    def tokenize(
+        self, batch: Batch, tokenizer: Any, max_length: int, labels: list[str] | None
+    ) -> tuple[Batch, list[int]]:
+        encoded = dict(
+            tokenizer(batch[self.section.text_column], truncation=True, max_length=max_length)
+        )
+        encoded["labels"] = self._targets(batch[self.section.label_column], labels)
+        return encoded, list(range(len(encoded["labels"])))
+
+    def feature_columns(self, split: str) -> list[str]:
+        return ["input_ids", "attention_mask", "token_type_ids", "labels"]
+
+    def collator(self, tokenizer: Any, dtype: torch.dtype, split: str) -> Any:
+        # Dynamic padding: each batch pads to its own longest example, not to max_length.
+        return DataCollatorWithPadding(tokenizer, return_tensors="pt")
+
+
+class ClassificationTask(_SequenceHead):
+    """One class per row: softmax over the classes, cross-entropy."""
 
     @property
     def label_column(self) -> str | None:
@@ -41,7 +65,7 @@ class ClassificationTask(Task):
     def label_names(self, train: Any) -> list[str] | None:
         return self.section.labels or sorted(set(train[self.section.label_column]))
 
-    def check_labels(self, data: Any, labels: list[str] | None, field: str) -> None:
+    def check_labels(self, data: Any, labels: list[str] | None) -> None:
         assert labels is not None
         known = set(labels)
         for source, label in zip(data["_source"], data[self.section.label_column], strict=True):
@@ -59,26 +83,10 @@ class ClassificationTask(Task):
             "label2id": {label: i for i, label in enumerate(labels)},
         }
 
-    def tokenize(
-        self, batch: Batch, tokenizer: Any, max_length: int, labels: list[str] | None
-    ) -> tuple[Batch, list[int]]:
-        encoded = dict(
-            tokenizer(batch[self.section.text_column], truncation=True, max_length=max_length)
-        )
-        encoded["labels"] = self._targets(batch[self.section.label_column], labels)
-        return encoded, list(range(len(encoded["labels"])))
-
     def _targets(self, values: list[Any], labels: list[str] | None) -> list[Any]:
         assert labels is not None
         ids = {label: i for i, label in enumerate(labels)}
         return [ids[v] for v in values]
-
-    def feature_columns(self, split: str) -> list[str]:
-        return ["input_ids", "attention_mask", "token_type_ids", "labels"]
-
-    def collator(self, tokenizer: Any, dtype: torch.dtype, split: str) -> Any:
-        # Dynamic padding: each batch pads to its own longest example, not to max_length.
-        return DataCollatorWithPadding(tokenizer, return_tensors="pt")
 
     def example_stats(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> Stats:
         logits, labels = logits.float(), batch["labels"]
@@ -120,7 +128,7 @@ class MultiLabelTask(ClassificationTask):
         found = {label for labels in train[self.section.label_column] for label in labels}
         return self.section.labels or sorted(found)
 
-    def check_labels(self, data: Any, labels: list[str] | None, field: str) -> None:
+    def check_labels(self, data: Any, labels: list[str] | None) -> None:
         assert labels is not None
         known = set(labels)
         for source, values in zip(data["_source"], data[self.section.label_column], strict=True):
@@ -151,15 +159,8 @@ class MultiLabelTask(ClassificationTask):
         return multilabel_metrics(labels, predictions, losses, prefix)
 
 
-class RegressionTask(Task):
+class RegressionTask(_SequenceHead):
     """A float target: one output, mean squared error."""
-
-    auto_model = "AutoModelForSequenceClassification"
-    peft_task_type = "SEQ_CLS"
-
-    @property
-    def text_columns(self) -> list[str]:
-        return [self.section.text_column]
 
     def normalize(self, row: Row) -> Row:
         column = self.section.label_column
@@ -175,20 +176,8 @@ class RegressionTask(Task):
     def config_kwargs(self, labels: list[str] | None) -> dict[str, Any]:
         return {"num_labels": 1, "problem_type": "regression"}
 
-    def tokenize(
-        self, batch: Batch, tokenizer: Any, max_length: int, labels: list[str] | None
-    ) -> tuple[Batch, list[int]]:
-        encoded = dict(
-            tokenizer(batch[self.section.text_column], truncation=True, max_length=max_length)
-        )
-        encoded["labels"] = [float(v) for v in batch[self.section.label_column]]
-        return encoded, list(range(len(encoded["labels"])))
-
-    def feature_columns(self, split: str) -> list[str]:
-        return ["input_ids", "attention_mask", "token_type_ids", "labels"]
-
-    def collator(self, tokenizer: Any, dtype: torch.dtype, split: str) -> Any:
-        return DataCollatorWithPadding(tokenizer, return_tensors="pt")
+    def _targets(self, values: list[Any], labels: list[str] | None) -> list[Any]:
+        return [float(v) for v in values]
 
     def example_stats(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> Stats:
         predictions = logits.float().squeeze(-1)

@@ -172,10 +172,6 @@ class SftTask(_CausalTask):
             return lambda rows: collate_packed(rows, dtype)
         return pad_collator(tokenizer.pad_token_id)
 
-    @property
-    def generation(self) -> Any | None:
-        return self.section.generation
-
     def generate(
         self, model: Any, tokenizer: Any, rows: list[dict[str, Any]], device: Any, synced: bool
     ) -> Stats:
@@ -230,8 +226,10 @@ def _chat_renderer(tokenizer: Any) -> Callable[[list[dict[str, str]], bool], str
     return render
 
 
-class CausalLmTask(_CausalTask):
-    """Raw text: documents end with EOS, are joined, and are cut into max_length rows."""
+class _RawText:
+    """Tasks that read one text column (pretraining-style)."""
+
+    section: Any
 
     @property
     def text_columns(self) -> list[str]:
@@ -239,6 +237,10 @@ class CausalLmTask(_CausalTask):
 
     def normalize(self, row: Row) -> Row:
         return {self.section.text_column: text_cell(row, self.section.text_column)}
+
+
+class CausalLmTask(_RawText, _CausalTask):
+    """Raw text: documents end with EOS, are joined, and are cut into max_length rows."""
 
     def tokenize(
         self, batch: Batch, tokenizer: Any, max_length: int, labels: list[str] | None
@@ -274,19 +276,12 @@ def _quiet_length_warning(tokenizer: Any):
         tokenizer.model_max_length = saved
 
 
-class MaskedLmTask(Task):
+class MaskedLmTask(_RawText, Task):
     """BERT-style: a share of tokens is masked and predicted. Evaluation masks with a fixed
     seed, so evaluations compare the same masked positions."""
 
     auto_model = "AutoModelForMaskedLM"
     generative = True
-
-    @property
-    def text_columns(self) -> list[str]:
-        return [self.section.text_column]
-
-    def normalize(self, row: Row) -> Row:
-        return {self.section.text_column: text_cell(row, self.section.text_column)}
 
     def tokenize(
         self, batch: Batch, tokenizer: Any, max_length: int, labels: list[str] | None

@@ -87,10 +87,6 @@ class Seq2SeqTask(Task):
     def metrics(self, stats: Stats, prefix: str) -> dict[str, float]:
         return reduce_token_stats(stats, prefix)
 
-    @property
-    def generation(self) -> Any | None:
-        return self.section.generation
-
     def generate(
         self, model: Any, tokenizer: Any, rows: list[dict[str, Any]], device: Any, synced: bool
     ) -> Stats:

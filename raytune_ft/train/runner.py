@@ -159,7 +159,7 @@ def run_training(
 ) -> TrainOutcome:
     """One finetune. With resume, continue the latest unfinished run of this spec instead."""
     started = time.time()
-    data = data or preflight(spec)
+    data = preflight(spec) if data is None else data
     schedule = spec.schedule(len(data["train"]))
     if resume:
         run_dir = resumable_run_dir(spec, "train")
@@ -213,22 +213,18 @@ def run_chain(spec: ExperimentSpec) -> list[TrainOutcome]:
     model. Every stage is checked (data prepared, model built empty) before the first runs."""
     assert spec.stages is not None
     stages = [spec.stage_spec(i) for i in range(len(spec.stages))]
-    prepared = [preflight(stage) for stage in stages]
+    for stage in stages:
+        preflight(stage)
     outcomes: list[TrainOutcome] = []
     for index, stage in enumerate(stages):
         if outcomes:
-            previous = outcomes[-1].summary["best_model"]
-            stage = spec.stage_spec(
-                index,
-                model=ModelSpec(
-                    name_or_path=previous,
-                    revision=None,
-                    trust_remote_code=spec.model.trust_remote_code,
-                ),
+            model = ModelSpec(
+                name_or_path=outcomes[-1].summary["best_model"],
+                trust_remote_code=spec.model.trust_remote_code,
             )
-            data = prepare(stage, load_tokenizer(stage.model))  # its tokenizer is stage k's copy
-        else:
-            data = prepared[0]
+            stage = spec.stage_spec(index, model=model)
+        # A cache hit: stage k's saved tokenizer fingerprints like the one pre-flighted.
+        data = prepare(stage, load_tokenizer(stage.model))
         outcome = run_training(stage, data=data)
         summary = outcome.summary | {
             "stage": spec.stages[index].name,

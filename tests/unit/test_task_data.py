@@ -15,6 +15,7 @@ from helpers import ROOT
 
 from raytune_ft.data.prepare import data_fingerprint, prepare, tokenizer_fingerprint
 from raytune_ft.errors import UserError
+from raytune_ft.modeling.sources import resolve_model_source
 from raytune_ft.spec import validate_spec
 from raytune_ft.tasks.base import IGNORE_INDEX
 
@@ -223,7 +224,7 @@ def test_prepared_data_is_cached_by_fingerprint_and_never_retokenized(
     changed = prepare(spec)
     assert changed.path != first.path and len(calls) > tokenized
     other = spec_for(llama, data, tmp_path, SFT | {"packing": False})
-    assert data_fingerprint(other, None if False else _tokenizer(llama)) != changed.path.name
+    assert data_fingerprint(other, _tokenizer(llama)) != changed.path.name
 
 
 def _tokenizer(folder: Path):
@@ -239,8 +240,10 @@ def test_a_tokenizer_copy_fingerprints_the_same(llama: Path, tmp_path: Path) -> 
     before = tokenizer_fingerprint(original)
     original(["some text"], truncation=True, max_length=4)  # stores truncation in the backend
     assert tokenizer_fingerprint(original) == before
-    bert = _tokenizer(Path(ROOT / "experiments" / "models" / "tiny-t5"))
-    assert tokenizer_fingerprint(bert) == tokenizer_fingerprint(original)  # same char vocab
+    t5 = _tokenizer(ROOT / "experiments" / "models" / "tiny-t5")
+    assert tokenizer_fingerprint(t5) == tokenizer_fingerprint(original)  # same char tokenizer
+    bert = _tokenizer(Path(resolve_model_source("all-MiniLM-L6-v2")))
+    assert tokenizer_fingerprint(bert) != tokenizer_fingerprint(original)
 
 
 def test_parquet_text_json_and_hub_sources_read_with_row_sources(tmp_path: Path) -> None:
