@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import shlex
-import signal
 import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from raytune_ft.errors import Interrupted, RunFailed, UserError
+from raytune_ft.cli_support import user_errors
+from raytune_ft.errors import UserError
 
 app = typer.Typer(
     add_completion=False,
@@ -49,47 +46,6 @@ def _root(
     """Finetune Hugging Face models on Ray Train and sweep them on Ray Tune."""
 
 
-def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Bad input: its lines on stderr, exit 2. A failed run: one line, exit 1. No traceback."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except UserError as exc:
-            for line in exc.problems:
-                typer.echo(f"error: {line}", err=True)
-            raise typer.Exit(2) from None
-        except RunFailed as exc:
-            typer.echo(f"{'error' if exc.bad_input else 'failed'}: {exc}", err=True)
-            raise typer.Exit(2 if exc.bad_input else 1) from None
-        except (Interrupted, KeyboardInterrupt) as exc:
-            typer.echo(_interrupted_line(fn.__name__, exc, kwargs), err=True)
-            raise typer.Exit(128 + _signum(exc)) from None
-
-    return wrapper
-
-
-def _signum(exc: BaseException) -> int:
-    from raytune_ft.launch import interrupts
-
-    if isinstance(exc, Interrupted):
-        return exc.signum
-    return interrupts.received() or signal.SIGINT
-
-
-def _interrupted_line(command: str, exc: BaseException, kwargs: dict[str, Any]) -> str:
-    from raytune_ft.launch import interrupts
-
-    name = signal.Signals(_signum(exc)).name
-    run_dir = getattr(exc, "run_dir", None) or interrupts.current_run_dir()
-    if run_dir is None:
-        return f"interrupted ({name}) before the run started; nothing to resume"
-    sets = "".join(f" --set {shlex.quote(item)}" for item in kwargs.get("set_") or [])
-    again = f"raytune-ft {command} {shlex.quote(str(kwargs['spec']))}{sets} --resume"
-    return f"interrupted ({name}); Ray stopped; run folder: {run_dir}; resume with: {again}"
-
-
 def _load(spec: Path, overrides: list[str] | None) -> Any:
     from raytune_ft.spec import load_spec
 
@@ -97,7 +53,7 @@ def _load(spec: Path, overrides: list[str] | None) -> Any:
 
 
 @app.command()
-@_user_errors
+@user_errors
 def validate(spec: SpecArg, set_: SetOpt = None) -> None:
     """Load, override and validate a spec; print it with every default filled in."""
     from raytune_ft.run_folder import spec_yaml
@@ -119,7 +75,7 @@ ResumeOpt = Annotated[
 
 
 @app.command()
-@_user_errors
+@user_errors
 def train(spec: SpecArg, set_: SetOpt = None, resume: ResumeOpt = False) -> None:
     """Run one finetune on Ray Train (or each stage of a chain); print the run folder(s)."""
     from raytune_ft.launch import interrupts
@@ -138,7 +94,7 @@ def train(spec: SpecArg, set_: SetOpt = None, resume: ResumeOpt = False) -> None
 
 
 @app.command()
-@_user_errors
+@user_errors
 def tune(spec: SpecArg, set_: SetOpt = None, resume: ResumeOpt = False) -> None:
     """Run a hyperparameter sweep on Ray Tune; print the sweep folder and the best config."""
     from raytune_ft.launch import interrupts
@@ -171,6 +127,17 @@ def _print_outcome(kind: str, run_dir: Path, summary: dict[str, Any]) -> None:
     table.add_row("wall time", f"{summary['wall_time_s']:.0f} s")
     console.print(table)
     typer.echo(str(run_dir))
+
+
+def _register_groups() -> None:
+    from raytune_ft.k8s.cli import k8s_app
+    from raytune_ft.submit.cli import jobs_app
+
+    app.add_typer(jobs_app, name="jobs")
+    app.add_typer(k8s_app, name="k8s")
+
+
+_register_groups()
 
 
 def main() -> None:

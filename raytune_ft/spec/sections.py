@@ -294,11 +294,51 @@ class DeepSpeedSpec(Section):
 
 class ScalingSpec(Section):
     num_workers: int = Field(1, ge=1, le=4096, description="Ray Train workers (one per GPU).")
-    use_gpu: Literal["auto"] | bool = Field("auto", description="auto: GPUs when Ray has them.")
+    use_gpu: Literal["auto"] | bool = Field(
+        "auto",
+        description="auto: GPUs when this machine (local) or the cluster has them; on a cluster "
+        "with declared cluster.node_groups, when a group has GPUs (they may start at zero nodes).",
+    )
     cpus_per_worker: int = Field(1, ge=1, le=512)
+    gpus_per_worker: float = Field(
+        1.0,
+        gt=0,
+        le=64,
+        description="GPUs each worker holds when use_gpu; a fraction (e.g. 0.25) lets small "
+        "trials share a GPU.",
+    )
+    resources_per_worker: dict[str, float] = Field(
+        default_factory=dict,
+        description="Extra Ray custom resources per worker, e.g. {accelerator_type:A100: 1}.",
+    )
     max_failures: int = Field(
         1, ge=-1, description="Worker-group restarts from the last checkpoint; -1: unlimited."
     )
+
+    @field_validator("resources_per_worker")
+    @classmethod
+    def _custom_only(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, amount in value.items():
+            if name in ("CPU", "GPU", "memory", "object_store_memory"):
+                raise ValueError(
+                    f"{name!r} is set by cpus_per_worker / gpus_per_worker; expected a custom "
+                    "resource name"
+                )
+            if not amount > 0:
+                raise ValueError(f"{name}: {amount}; expected a positive amount")
+        return value
+
+    @field_validator("gpus_per_worker")
+    @classmethod
+    def _whole_above_one(cls, value: float) -> float:
+        if value > 1 and value != int(value):
+            raise ValueError(f"{value}; expected a fraction of one GPU, or a whole number")
+        return value
+
+    def worker_resources(self, use_gpu: bool) -> dict[str, float]:
+        """What one worker asks Ray for."""
+        gpus = {"GPU": self.gpus_per_worker} if use_gpu else {}
+        return {"CPU": float(self.cpus_per_worker)} | gpus | self.resources_per_worker
 
 
 # --------------------------------------------------------------------------- sweep
@@ -411,9 +451,194 @@ class SweepSpec(Section):
 # --------------------------------------------------------------------------- where it runs
 
 
+STORAGE_SCHEMES = ("file", "s3", "gs")
+
+
 class StorageSpec(Section):
     path: str = Field(
-        "runs", min_length=1, description="Run folders go here; relative to the working directory."
+        "runs",
+        min_length=1,
+        description="Where run folders go: a local path (relative to the working directory), "
+        "file:///abs/path, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX.",
+    )
+    shared: bool = Field(
+        False,
+        description="A local path mounted at the same place on every node (NFS, a ReadWriteMany "
+        "volume). Without it, a local path is refused on a multi-node cluster.",
+    )
+    endpoint_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s/]+(/.*)?$",
+        description="An S3-compatible endpoint (MinIO, Ceph, R2) or a GCS emulator; null: the "
+        "provider's. Credentials come from the environment, never from the spec.",
+    )
+    region: str | None = Field(None, min_length=1, description="S3 region; null: the default.")
+
+    @field_validator("path")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        scheme, sep, rest = value.partition("://")
+        if not sep:
+            return value
+        if scheme not in STORAGE_SCHEMES:
+            raise ValueError(
+                f"{value!r}: unknown scheme {scheme + '://'!r}; expected a local path, "
+                "file:///abs/path, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX"
+            )
+        if scheme == "file" and not rest.startswith("/"):
+            raise ValueError(f"{value!r}: expected an absolute path, file:///abs/path")
+        if scheme != "file" and not rest.split("/")[0]:
+            raise ValueError(f"{value!r}: no bucket; expected {scheme}://BUCKET/PREFIX")
+        return value
+
+    @model_validator(mode="after")
+    def _remote_options(self) -> StorageSpec:
+        if self.is_remote and self.shared:
+            raise ValueError("shared: only for a local path; object storage is shared already")
+        if not self.is_remote and (self.endpoint_url or self.region):
+            raise ValueError(
+                "endpoint_url and region are for s3:// or gs:// storage; expected them unset "
+                "for a local path"
+            )
+        if self.scheme == "gs" and self.region:
+            raise ValueError("region: for s3:// storage only")
+        return self
+
+    @property
+    def scheme(self) -> str:
+        """'' for a local path, else file, s3 or gs."""
+        scheme, sep, _ = self.path.partition("://")
+        return scheme if sep else ""
+
+    @property
+    def is_remote(self) -> bool:
+        return self.scheme in ("s3", "gs")
+
+
+class RuntimeEnvSpec(Section):
+    """What a submitted job's processes get on the cluster (Ray's runtime_env)."""
+
+    pip: list[str] = Field(
+        default_factory=list,
+        description="Extra pip requirements installed for the job, e.g. ['peft==0.21.2'].",
+    )
+    env_vars: dict[str, str] = Field(
+        default_factory=dict,
+        description="Environment variables for every process of the job. Not for secrets: "
+        "the spec is uploaded and logged; put credentials in the cluster's environment.",
+    )
+
+    @field_validator("env_vars")
+    @classmethod
+    def _names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"{name!r}: expected a variable name, letters, digits and _")
+            if _SECRET_NAME.search(name):
+                raise ValueError(
+                    f"{name}: looks like a secret; expected it in the cluster's environment "
+                    "or a Kubernetes Secret (cluster.kubernetes.secrets), not in the spec"
+                )
+        return value
+
+
+# Names of variables that hold credentials: they must not travel in a spec.
+_SECRET_NAME = re.compile(r"(SECRET|TOKEN|PASSWORD|ACCESS_KEY|API_KEY|CREDENTIALS)", re.I)
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+DNS_LABEL = r"^[a-z]([a-z0-9-]*[a-z0-9])?$"
+
+
+class TolerationSpec(Section):
+    key: str = Field(min_length=1)
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = "NoSchedule"
+
+
+class NodeGroupSpec(Section):
+    """One kind of node the cluster has or can scale to (a KubeRay worker group)."""
+
+    name: str = Field(pattern=DNS_LABEL, max_length=30, description="e.g. 'gpu-a100'.")
+    cpus: int = Field(ge=1, le=1024, description="CPUs per node that Ray may use.")
+    memory: str = Field(pattern=QUANTITY_PATTERN, description="Memory per node, e.g. '64Gi'.")
+    gpus: int = Field(0, ge=0, le=64, description="GPUs per node.")
+    gpu_resource: str = Field(
+        "nvidia.com/gpu", min_length=1, description="The Kubernetes resource name of a GPU."
+    )
+    min_nodes: int = Field(0, ge=0, le=10000, description="Nodes kept up (0: scale from zero).")
+    max_nodes: int = Field(1, ge=1, le=10000, description="Nodes the autoscaler may add.")
+    resources: dict[str, float] = Field(
+        default_factory=dict, description="Ray custom resources each node of the group offers."
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Kubernetes node labels, e.g. the GPU product."
+    )
+    tolerations: list[TolerationSpec] = Field(
+        default_factory=list,
+        description="Kubernetes tolerations; GPU groups get the nvidia.com/gpu one themselves.",
+    )
+    shm: str | None = Field(
+        None,
+        pattern=QUANTITY_PATTERN,
+        description="Size of /dev/shm (a memory volume; NCCL needs it); null: a quarter of memory.",
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> NodeGroupSpec:
+        if self.min_nodes > self.max_nodes:
+            raise ValueError(
+                f"min_nodes {self.min_nodes} > max_nodes {self.max_nodes}; expected min <= max"
+            )
+        return self
+
+
+class PvcSpec(Section):
+    """A ReadWriteMany volume for a local storage.path, mounted at that path on every pod."""
+
+    name: str | None = Field(None, pattern=DNS_LABEL, description="null: NAME-storage.")
+    size: str = Field("100Gi", pattern=QUANTITY_PATTERN)
+    storage_class: str | None = Field(None, description="null: the cluster's default class.")
+    create: bool = Field(True, description="false: use an existing claim of that name.")
+
+
+class HeadSpec(Section):
+    cpus: int = Field(2, ge=1, le=1024, description="CPUs of the head pod (Ray schedules none).")
+    memory: str = Field("8Gi", pattern=QUANTITY_PATTERN)
+
+
+class KubernetesSpec(Section):
+    """How `raytune-ft k8s render` turns this spec into KubeRay objects."""
+
+    namespace: str = Field("default", pattern=DNS_LABEL, max_length=63)
+    image: str = Field(
+        "raytune-ft:0.1.0",
+        min_length=1,
+        description="The runtime image (cluster/Dockerfile), pushed to a registry the cluster "
+        "pulls from.",
+    )
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    head: HeadSpec = HeadSpec()
+    service_account: str | None = Field(
+        None, pattern=DNS_LABEL, description="null: one named after the experiment is rendered."
+    )
+    ttl_seconds_after_finished: int = Field(
+        600, ge=0, le=7 * 24 * 3600, description="How long a finished RayJob's cluster stays."
+    )
+    active_deadline_seconds: int | None = Field(
+        None, ge=1, description="Stop the job after this long; null: no limit."
+    )
+    pvc: PvcSpec = PvcSpec()
+    credentials_secret: str | None = Field(
+        None,
+        pattern=DNS_LABEL,
+        description="A Secret with the storage credentials (AWS_ACCESS_KEY_ID, "
+        "AWS_SECRET_ACCESS_KEY; or GOOGLE_APPLICATION_CREDENTIALS_JSON), read through "
+        "secretKeyRef. null: the pods' own identity (IRSA, Workload Identity).",
+    )
+    ray_token_secret: str | None = Field(
+        None,
+        pattern=DNS_LABEL,
+        description="A Secret whose key 'token' holds the Ray auth token; null: no Ray token auth.",
     )
 
 
@@ -423,6 +648,13 @@ class ClusterSpec(Section):
         description="'local' starts Ray on 127.0.0.1; 'auto' joins a running cluster on this "
         "machine; HOST:PORT joins a head's GCS (port 6379); ray://HOST:10001 uses Ray Client.",
     )
+    node_groups: list[NodeGroupSpec] = Field(
+        default_factory=list,
+        description="The kinds of worker node the cluster has or scales to. Declared, trials "
+        "queue for nodes the autoscaler has yet to start; empty: the live cluster's nodes.",
+    )
+    runtime_env: RuntimeEnvSpec = RuntimeEnvSpec()
+    kubernetes: KubernetesSpec = KubernetesSpec()
 
     @field_validator("address")
     @classmethod
@@ -434,6 +666,15 @@ class ClusterSpec(Section):
                     f"{value!r}: expected 'local', 'auto', HOST:PORT (a head's GCS, usually "
                     "6379) or ray://HOST:10001"
                 )
+        return value
+
+    @field_validator("node_groups")
+    @classmethod
+    def _unique_names(cls, value: list[NodeGroupSpec]) -> list[NodeGroupSpec]:
+        names = [group.name for group in value]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"two node groups named {name!r}; expected unique names")
         return value
 
     @property
