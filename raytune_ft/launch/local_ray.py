@@ -51,7 +51,7 @@ CONNECT_TIMEOUT_S = 5.0
 def check_reachable(cluster: ClusterSpec) -> None:
     """One TCP connection to a remote head, so a typo fails in seconds with the address named."""
     target = cluster.host_port
-    if target is None:
+    if target is None or in_ray_job():
         return
     try:
         socket.create_connection(target, timeout=CONNECT_TIMEOUT_S).close()
@@ -81,7 +81,10 @@ def ray_session(cluster: ClusterSpec, cpus_per_trial: int) -> Iterator[None]:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     env = {"env_vars": {k: os.environ[k] for k in RUNTIME_ENV_VARS}}
     with ExitStack() as cleanup:
-        if cluster.address == "local":
+        if in_ray_job():
+            cleanup.callback(ray.shutdown)
+            ray.init()  # the job's cluster, whatever the spec's address; its runtime_env applies
+        elif cluster.address == "local":
             cleanup.enter_context(_single_machine_mode())
             clean_orphaned_sessions()
             session = LocalSession.create()
@@ -99,9 +102,6 @@ def ray_session(cluster: ClusterSpec, cpus_per_trial: int) -> Iterator[None]:
                 configure_logging=True,
                 logging_level="WARNING",
             )
-        elif os.environ.get("RAY_JOB_ID"):
-            cleanup.callback(ray.shutdown)
-            ray.init()  # inside a Ray Job the job's runtime_env already applies
         else:
             check_reachable(cluster)
             cleanup.callback(ray.shutdown)
@@ -114,6 +114,20 @@ def ray_session(cluster: ClusterSpec, cpus_per_trial: int) -> Iterator[None]:
                 ) from None
         interrupts.reinstall()  # ray.init replaced the SIGTERM handler
         yield
+
+
+# Set by Ray's job supervisor for every job entrypoint (with RAY_ADDRESS of the job's cluster).
+_JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+
+
+def in_ray_job() -> bool:
+    """True inside a Ray Job's entrypoint (`raytune-ft submit`): Ray is already the cluster."""
+    return _JOB_CONFIG_ENV in os.environ
+
+
+def starts_local_ray(cluster: ClusterSpec) -> bool:
+    """True when this process starts its own Ray on this machine (not a job, not a cluster)."""
+    return cluster.address == "local" and not in_ray_job()
 
 
 def cluster_has_gpus() -> bool:

@@ -17,6 +17,7 @@ from raytune_ft.launch.local_ray import (
     cluster_has_gpus,
     on_loopback_only,
     ray_session,
+    starts_local_ray,
 )
 from raytune_ft.modeling.loading import absolute_positions, build_model, load_tokenizer
 from raytune_ft.run_folder import (
@@ -48,7 +49,7 @@ def preflight(spec: ExperimentSpec) -> Prepared:
     The model is built once on the meta device (no weights read), with its PEFT wrapper.
     """
     check_reachable(spec.cluster)
-    if spec.cluster.address == "local":  # this machine is the cluster: decide devices now
+    if starts_local_ray(spec.cluster):  # this machine is the cluster: decide devices now
         import torch
 
         choose_use_gpu(spec, torch.cuda.is_available(), "this machine has no CUDA GPU")
