@@ -8,12 +8,15 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from raytune_ft.errors import UserError
 from raytune_ft.spec.experiment import ExperimentSpec
+
+if TYPE_CHECKING:
+    from raytune_ft.storage import Location
 
 
 def new_run_dir(storage: str, name: str, kind: str) -> Path:
@@ -45,12 +48,6 @@ def new_run_dir(storage: str, name: str, kind: str) -> Path:
     raise UserError(f"storage.path: could not find a free run folder name under {root}")
 
 
-def latest_run_dir(storage: str, name: str, kind: str) -> Path | None:
-    root = Path(storage).expanduser().resolve()
-    found = sorted(root.glob(f"{name}-{kind}-*"), key=lambda p: p.stat().st_mtime)
-    return found[-1] if found else None
-
-
 def _umask() -> int:
     """The process umask, read without changing it where the OS allows (threads may write)."""
     try:
@@ -65,9 +62,11 @@ def _umask() -> int:
     return mask
 
 
-def resumable_run_dir(spec: ExperimentSpec, kind: str) -> Path:
+def resumable_run_dir(spec: ExperimentSpec, kind: str) -> Location:
     """The latest unfinished run folder of this spec, refusing one started from another spec."""
-    run_dir = latest_run_dir(spec.storage.path, spec.name, kind)
+    from raytune_ft.storage import latest_run, storage_root
+
+    run_dir = latest_run(storage_root(spec.storage), spec.name, kind)
     if run_dir is None or not (run_dir / "spec.yaml").exists():
         raise UserError(
             f"--resume: no earlier {kind} run of {spec.name!r} under {spec.storage.path}"
@@ -76,7 +75,7 @@ def resumable_run_dir(spec: ExperimentSpec, kind: str) -> Path:
         raise UserError(
             f"--resume: {run_dir} has already finished; run again without --resume for a new run"
         )
-    saved = yaml.safe_load((run_dir / "spec.yaml").read_text(encoding="utf-8"))
+    saved = yaml.safe_load((run_dir / "spec.yaml").read_text())
     changes = spec_changes(saved, spec.model_dump(mode="json"))
     if changes:
         raise UserError(

@@ -268,8 +268,51 @@ def model_inputs(data: Any, columns: list[str]) -> Any:
 
 
 def cache_root(spec: ExperimentSpec) -> Path:
-    root = spec.data.cache_dir or str(Path(spec.storage.path) / "prepared")
+    """data.cache_dir; else <storage>/prepared for a local storage path; else (a bucket) a
+    cache on this machine, published to the bucket for workers on other nodes."""
+    if spec.data.cache_dir:
+        root = spec.data.cache_dir
+    elif spec.storage.is_remote:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        root = str(Path(base) / "raytune-ft" / "prepared")
+    else:
+        root = str(Path(spec.storage.path.removeprefix("file://")) / "prepared")
     return Path(root).expanduser().resolve()
+
+
+def _published(spec: ExperimentSpec, path: Path) -> Any:
+    from raytune_ft.storage import storage_root
+
+    return storage_root(spec.storage) / "prepared" / path.name
+
+
+def publish_prepared(spec: ExperimentSpec, path: Path) -> None:
+    """With bucket storage, copy prepared data there once (meta.json last, so a folder with
+    meta.json is whole): workers on other nodes fetch it from there."""
+    if not spec.storage.is_remote:
+        return
+    target = _published(spec, path)
+    if (target / META_FILE).exists():
+        return
+    for which in SPLITS:
+        if (target / which).exists():  # left by an interrupted publish: start again
+            target.fs.delete_dir(f"{target.path}/{which}")
+        (target / which).upload(path / which)
+    (target / META_FILE).write_text((path / META_FILE).read_text(encoding="utf-8"))
+
+
+def fetch_prepared(spec: ExperimentSpec, path: Path) -> Prepared:
+    """The prepared data at `path` on this node; with bucket storage, downloaded there first
+    when this node does not have it (once per node: others wait on the lock)."""
+    if (path / META_FILE).exists() or not spec.storage.is_remote:
+        return load_prepared(path)
+    from filelock import FileLock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        if not (path / META_FILE).exists():
+            _published(spec, path).download(path)
+    return load_prepared(path)
 
 
 def data_fingerprint(spec: ExperimentSpec, tokenizer: Any) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 import signal
 import time
 from collections.abc import Iterable
@@ -15,15 +14,17 @@ from typing import Any
 from raytune_ft.errors import Interrupted, RunFailed, UserError
 from raytune_ft.launch import interrupts
 from raytune_ft.launch.local_ray import ray_session
-from raytune_ft.run_folder import latest_run_dir, new_run_dir, spec_yaml, write_atomic, write_json
+from raytune_ft.launch.resources import Placement, plan_placement
+from raytune_ft.run_folder import spec_yaml
 from raytune_ft.spec import validate_spec
 from raytune_ft.spec.experiment import ExperimentSpec
 from raytune_ft.spec.sections import Distribution
+from raytune_ft.storage import Location, check_storage, latest_run, location_of, new_run
 from raytune_ft.sweep.registry import make_scheduler, make_searcher
 from raytune_ft.sweep.space import apply_params, param_space
 from raytune_ft.train.failures import describe, root_cause
 from raytune_ft.train.policies import check_device_settings
-from raytune_ft.train.runner import build_trainer, evaluate_remote, preflight, resolve_use_gpu
+from raytune_ft.train.runner import build_trainer, evaluate_remote, preflight
 
 TUNE_DIR = "ray-tune"
 CHECKPOINT_PATH_KEY = "checkpoint_path"  # added to Tune results by TuneReportCallback
@@ -32,7 +33,7 @@ DRIVER_CPUS = 0.01  # a trial driver only waits on its TorchTrainer
 
 @dataclass(frozen=True)
 class SweepOutcome:
-    run_dir: Path
+    run_dir: Location
     summary: dict[str, Any]
 
 
@@ -56,13 +57,11 @@ def trial_driver(
     spec = validate_spec(apply_params(base_spec, params))
     check_device_settings(spec, use_gpu)
     trial_id = tune.get_context().get_trial_id()
-    trial_dir = Path(sweep_dir) / "trials" / trial_id
-    trial_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(trial_dir / "spec.yaml", spec_yaml(spec))
+    trial_dir = location_of(sweep_dir, spec.storage) / "trials" / trial_id
+    (trial_dir / "spec.yaml").write_text(spec_yaml(spec))
     trainer = build_trainer(
         spec,
         use_gpu,
-        trial_dir,
         trial_dir,
         "ray-train",
         _prepared_for(spec, base_spec, Path(prepared_dir)),
@@ -77,31 +76,20 @@ def _prepared_for(spec: ExperimentSpec, base_spec: dict[str, Any], prepared: Pat
     base = ExperimentSpec.model_validate(base_spec)
     if spec.data == base.data and spec.task == base.task and spec.model == base.model:
         return prepared
-    from raytune_ft.data.prepare import prepare
+    from raytune_ft.data.prepare import prepare, publish_prepared
 
-    return prepare(spec).path
+    path = prepare(spec).path
+    publish_prepared(spec, path)
+    return path
 
 
-def trial_concurrency(spec: ExperimentSpec, use_gpu: bool, cpus: float, gpus: float) -> int:
-    """How many trials fit at once: the CPUs (or GPUs) over one trial's needs, at least one."""
+def trial_concurrency(spec: ExperimentSpec, placement: Placement) -> int:
+    """How many trials run at once: the spec's limit, else as many as the cluster can hold
+    at its largest (declared node groups count at their maximum size)."""
     assert spec.sweep is not None
     if spec.sweep.max_concurrent_trials is not None:
         return spec.sweep.max_concurrent_trials
-    if use_gpu:
-        fit = int(gpus) // spec.scaling.num_workers
-    else:
-        fit = int(cpus // (spec.scaling.num_workers * spec.scaling.cpus_per_worker))
-    return max(1, min(fit, spec.sweep.num_samples))
-
-
-def _available(spec: ExperimentSpec) -> tuple[float, float]:
-    """(CPUs, GPUs) trials may use. Locally: the real cores, not the extra logical driver CPU."""
-    import ray
-
-    resources = ray.cluster_resources()
-    local = spec.cluster.address == "local"
-    cpus = (os.cpu_count() or 1) if local else resources.get("CPU", 0)
-    return cpus, resources.get("GPU", 0)
+    return min(placement.trial_capacity(spec), spec.sweep.num_samples)
 
 
 def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
@@ -113,25 +101,27 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
     data = preflight(spec)
     evaluations_per_trial = _check_space(spec, len(data["train"]))
 
+    root = check_storage(spec.storage)
     if resume:
-        sweep_dir = latest_run_dir(spec.storage.path, spec.name, "tune")
+        sweep_dir = latest_run(root, spec.name, "tune")
         if sweep_dir is None or not (sweep_dir / TUNE_DIR).exists():
             raise UserError(
                 f"--resume: no earlier sweep of {spec.name!r} under {spec.storage.path}"
             )
     else:
-        sweep_dir = new_run_dir(spec.storage.path, spec.name, "tune")
-        write_atomic(sweep_dir / "spec.yaml", spec_yaml(spec))
+        sweep_dir = new_run(root, spec.name, "tune")
+        (sweep_dir / "spec.yaml").write_text(spec_yaml(spec))
     interrupts.note_run_dir(sweep_dir)
 
     cpus = spec.scaling.num_workers * spec.scaling.cpus_per_worker
     with ray_session(spec.cluster, cpus):
-        use_gpu = resolve_use_gpu(spec)
+        placement = plan_placement(spec)
+        use_gpu = placement.use_gpu
         trainable = tune.with_resources(
             tune.with_parameters(
                 trial_driver,
                 base_spec=spec.model_dump(mode="json"),
-                sweep_dir=str(sweep_dir),
+                sweep_dir=sweep_dir.uri,
                 use_gpu=use_gpu,
                 prepared_dir=str(data.path),
             ),
@@ -139,7 +129,10 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
         )
         if resume:
             tuner = tune.Tuner.restore(
-                str(sweep_dir / TUNE_DIR), trainable=trainable, resume_errored=True
+                (sweep_dir / TUNE_DIR).path,
+                trainable=trainable,
+                resume_errored=True,
+                storage_filesystem=sweep_dir.fs,
             )
         else:
             tuner = tune.Tuner(
@@ -148,13 +141,13 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
                 tune_config=tune.TuneConfig(
                     metric=spec.metric,
                     mode=spec.metric_mode,
-                    search_alg=make_searcher(
-                        spec, trial_concurrency(spec, use_gpu, *_available(spec))
-                    ),
+                    search_alg=make_searcher(spec, trial_concurrency(spec, placement)),
                     scheduler=make_scheduler(spec, evaluations_per_trial),
                     num_samples=spec.sweep.num_samples,
                 ),
-                run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(sweep_dir)),
+                run_config=tune.RunConfig(
+                    name=TUNE_DIR, storage_path=sweep_dir.path, storage_filesystem=sweep_dir.fs
+                ),
             )
         try:
             with interrupts.tune_running():
@@ -166,7 +159,7 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
             best_spec = validate_spec(
                 apply_params(spec.model_dump(mode="json"), summary["best_config"])
             )
-            checkpoint = _best_checkpoint(best, spec)
+            checkpoint = _best_checkpoint(best, spec, sweep_dir)
             summary["test_metrics"] = (
                 evaluate_remote(
                     best_spec,
@@ -179,15 +172,18 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
             )
         except KeyboardInterrupt:
             raise Interrupted(interrupts.received() or signal.SIGINT, sweep_dir) from None
-        except Interrupted:
+        except (Interrupted, UserError):
             raise
         except Exception as exc:  # e.g. every trial errored: one line and the folder
             raise RunFailed.from_exception(sweep_dir, exc) from exc
-    write_atomic(sweep_dir / "best-spec.yaml", spec_yaml(best_spec, drop={"sweep"}))
-    summary["best_spec"] = str(sweep_dir / "best-spec.yaml")
-    summary["best_checkpoint"] = checkpoint.path
+    (sweep_dir / "best-spec.yaml").write_text(spec_yaml(best_spec, drop={"sweep"}))
+    summary["best_spec"] = (sweep_dir / "best-spec.yaml").uri
+    summary["best_checkpoint"] = (
+        f"{sweep_dir.scheme}://{checkpoint.path}" if sweep_dir.scheme else checkpoint.path
+    )
+    summary["storage"] = sweep_dir.uri
     summary["wall_time_s"] = round(time.time() - started, 1)
-    write_json(sweep_dir / "summary.json", summary)
+    (sweep_dir / "summary.json").write_json(summary)
     return SweepOutcome(sweep_dir, summary)
 
 
@@ -272,11 +268,11 @@ def _best_result(grid: Any, spec: ExperimentSpec) -> Any:
 
 
 def _summarize(
-    spec: ExperimentSpec, grid: Any, best: Any, sweep_dir: Path, evaluations_per_trial: int
+    spec: ExperimentSpec, grid: Any, best: Any, sweep_dir: Location, evaluations_per_trial: int
 ) -> dict[str, Any]:
     metric = spec.metric
     frame = grid.get_dataframe(filter_metric=metric, filter_mode=spec.metric_mode)
-    write_atomic(sweep_dir / "results.csv", frame.to_csv(index=False))
+    (sweep_dir / "results.csv").write_text(frame.to_csv(index=False))
     counts = {"finished": 0, "stopped_early": 0, "errored": 0}
     for result in grid:
         if result.error is not None:
@@ -299,25 +295,25 @@ def _summarize(
     }
 
 
-def _best_checkpoint(best: Any, spec: ExperimentSpec) -> Any:
+def _best_checkpoint(best: Any, spec: ExperimentSpec, sweep_dir: Location) -> Any:
     """The best-scoring checkpoint that the best trial still has."""
     from ray.train import Checkpoint
 
     frame = best.metrics_dataframe.dropna(subset=[CHECKPOINT_PATH_KEY])
     # Retention keeps the top-k by score; on ties it keeps later ones, so prefer the latest
     # evaluation among equals, and skip any checkpoint folder that retention already removed.
-    frame = frame[[_may_exist(p) for p in frame[CHECKPOINT_PATH_KEY]]]
+    frame = frame[[_may_exist(p, sweep_dir) for p in frame[CHECKPOINT_PATH_KEY]]]
     ascending = spec.metric_mode == "min"
     frame = frame.sort_values([spec.metric, "training_iteration"], ascending=[ascending, False])
     if frame.empty:
         raise RuntimeError(f"the best trial has no checkpoint left: {best.path}")
     row = frame.iloc[0]
-    return Checkpoint(row[CHECKPOINT_PATH_KEY])
+    return Checkpoint(row[CHECKPOINT_PATH_KEY], filesystem=sweep_dir.fs)
 
 
-def _may_exist(path: str) -> bool:
-    """False only for a local folder that is known to be gone (remote paths are trusted)."""
-    return "://" in path or Path(path).exists()
+def _may_exist(path: str, sweep_dir: Location) -> bool:
+    """False for a checkpoint folder that retention already removed."""
+    return Location(sweep_dir.fs, path, sweep_dir.scheme).exists()
 
 
 def _plain(value: Any) -> Any:

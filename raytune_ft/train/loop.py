@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import math
 import os
@@ -23,10 +22,11 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from raytune_ft.data.prepare import load_prepared, model_inputs
+from raytune_ft.data.prepare import fetch_prepared, model_inputs
 from raytune_ft.evaluation.evaluate import collect_generations, collect_stats
 from raytune_ft.modeling.loading import build_model, load_tokenizer
 from raytune_ft.spec.experiment import ExperimentSpec
+from raytune_ft.storage import Location, StepLog, location_of
 from raytune_ft.tasks.registry import task_for
 from raytune_ft.train.policies import deepspeed_config, resolve_precision
 
@@ -50,7 +50,7 @@ class WorkerArgs:
     """Everything the driver hands each worker (plain data, so Ray can ship it)."""
 
     spec: dict[str, Any]
-    run_dir: str
+    run_dir: str  # a uri in the spec's storage (local path, s3://, gs://)
     use_gpu: bool
     prepared_dir: str  # the prepared splits, memory-mapped by every worker
 
@@ -70,7 +70,7 @@ class FinetuneRecipe:
         self.args = args
         self.spec = ExperimentSpec.model_validate(args.spec)
         self.task = task_for(self.spec.task)
-        self.run_dir = Path(args.run_dir)
+        self.run_dir = location_of(args.run_dir, self.spec.storage)
 
     # ------------------------------------------------------------------ setup
 
@@ -89,7 +89,7 @@ class FinetuneRecipe:
         # The same seed on every rank: a new head must start identical everywhere.
         set_seed(spec.seed)
 
-        self.data = load_prepared(self.args.prepared_dir)
+        self.data = fetch_prepared(spec, Path(self.args.prepared_dir))
         self.tokenizer = load_tokenizer(spec.model)
         self.schedule = spec.schedule(len(self.data["train"]))
         on_gpu = self.args.use_gpu and torch.cuda.is_available()
@@ -99,6 +99,7 @@ class FinetuneRecipe:
         self.dtype = TORCH_DTYPES[precision]
         model = build_model(spec.model, spec.peft, self.task, self.data.labels, dtype=self.dtype)
         init_weights = weights_digest(model) if self.rank == 0 else None
+        nodes = _worker_nodes(self.world)
         optimizer = torch.optim.AdamW(
             _param_groups(model, spec.train.weight_decay), lr=spec.train.learning_rate
         )
@@ -115,7 +116,7 @@ class FinetuneRecipe:
             config=deepspeed_config(spec, precision),
         )
         if self.rank == 0:
-            _record_runtime(self.run_dir, self.engine, precision, self.world, init_weights)
+            _record_runtime(self.run_dir, self.engine, precision, nodes, init_weights)
 
         self.state = LoopState()
         self.resumed = ray.train.get_checkpoint()
@@ -136,9 +137,9 @@ class FinetuneRecipe:
             sampler=self.sampler,
             collate_fn=self.task.collator(self.tokenizer, self.dtype, "train"),
         )
-        self.steps_log = self.run_dir / "steps.jsonl" if self.rank == 0 else None
+        self.steps_log = StepLog(self.run_dir / "steps.jsonl") if self.rank == 0 else None
         if self.steps_log is not None and self.resumed is not None:
-            _append_jsonl(self.steps_log, {"event": "resumed", "step": self.engine.global_steps})
+            self.steps_log.append({"event": "resumed", "step": self.engine.global_steps})
 
     # ------------------------------------------------------------------ train
 
@@ -169,8 +170,7 @@ class FinetuneRecipe:
                     continue
                 step = engine.global_steps
                 if self.steps_log is not None and step % spec.train.log_every == 0:
-                    _append_jsonl(
-                        self.steps_log,
+                    self.steps_log.append(
                         {
                             "step": step,
                             "loss": loss.item(),
@@ -216,7 +216,8 @@ class FinetuneRecipe:
         self.checkpoint(metrics)
         if self.steps_log is not None:
             record = {"event": "checkpoint", "step": self.engine.global_steps}
-            _append_jsonl(self.steps_log, record | {spec.metric: metric})
+            self.steps_log.append(record | {spec.metric: metric})
+            self.steps_log.flush()
             # Not print(): Ray Train V2 patches it in workers and the line would show twice.
             sys.__stdout__.write(_progress_line(metrics, self.schedule.total_steps, spec.metric))
             sys.__stdout__.flush()
@@ -322,17 +323,26 @@ def _quiet_report_lines() -> None:
         logging.getLogger(context.__file__).setLevel(logging.WARNING)
 
 
+def _worker_nodes(world: int) -> list[str]:
+    """The Ray node id of every rank, in rank order (gathered once, at setup)."""
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
+    if world == 1:
+        return [node]
+    nodes: list[Any] = [None] * world
+    dist.all_gather_object(nodes, node)
+    return [str(n) for n in nodes]
+
+
 def _record_runtime(
-    run_dir: Path, engine: Any, precision: str, world: int, init_weights: str | None
+    run_dir: Location, engine: Any, precision: str, nodes: list[str], init_weights: str | None
 ) -> None:
     """What the engine really runs with (not what was asked): checked by tests and users."""
     import deepspeed
 
-    from raytune_ft.run_folder import write_json
-
     param = next(engine.module.parameters())
-    write_json(
-        run_dir / RUNTIME_FILE,
+    (run_dir / RUNTIME_FILE).write_json(
         {
             "precision": precision,
             "bf16_enabled": bool(engine.bfloat16_enabled()),
@@ -340,7 +350,8 @@ def _record_runtime(
             "zero_stage": int(engine.zero_optimization_stage()),
             "param_dtype": str(param.dtype).removeprefix("torch."),
             "device": str(engine.device),
-            "world_size": world,
+            "world_size": len(nodes),
+            "worker_nodes": nodes,
             "torch": torch.__version__,
             "deepspeed": deepspeed.__version__,
             "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
@@ -375,8 +386,3 @@ def _improved(value: float, best: float | None, spec: ExperimentSpec) -> bool:
         return True
     delta = spec.train.early_stopping.min_delta if spec.train.early_stopping else 0.0
     return value > best + delta if spec.metric_mode == "max" else value < best - delta
-
-
-def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")

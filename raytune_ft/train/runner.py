@@ -9,27 +9,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from raytune_ft.data.prepare import Prepared, prepare
+from raytune_ft.data.prepare import Prepared, prepare, publish_prepared
 from raytune_ft.errors import Interrupted, RunFailed, UserError
 from raytune_ft.launch import interrupts
 from raytune_ft.launch.local_ray import (
     check_reachable,
-    cluster_has_gpus,
     on_loopback_only,
     ray_session,
     starts_local_ray,
 )
+from raytune_ft.launch.resources import plan_placement
 from raytune_ft.modeling.loading import absolute_positions, build_model, load_tokenizer
-from raytune_ft.run_folder import (
-    copy_tree_atomic,
-    new_run_dir,
-    resumable_run_dir,
-    spec_yaml,
-    write_atomic,
-    write_json,
-)
+from raytune_ft.run_folder import resumable_run_dir, spec_yaml
 from raytune_ft.spec.experiment import ExperimentSpec
 from raytune_ft.spec.sections import ModelSpec
+from raytune_ft.storage import Location, check_storage, new_run
 from raytune_ft.tasks.registry import task_for
 from raytune_ft.train.failures import FailFastOnDeterministicErrors
 from raytune_ft.train.loop import MODEL_DIR, RUNTIME_FILE, WorkerArgs, train_worker
@@ -38,7 +32,7 @@ from raytune_ft.train.policies import choose_use_gpu
 
 @dataclass(frozen=True)
 class TrainOutcome:
-    run_dir: Path
+    run_dir: Location
     summary: dict[str, Any]
 
 
@@ -49,11 +43,13 @@ def preflight(spec: ExperimentSpec) -> Prepared:
     The model is built once on the meta device (no weights read), with its PEFT wrapper.
     """
     check_reachable(spec.cluster)
+    check_storage(spec.storage)
     if starts_local_ray(spec.cluster):  # this machine is the cluster: decide devices now
         import torch
 
         choose_use_gpu(spec, torch.cuda.is_available(), "this machine has no CUDA GPU")
     data = prepare(spec, load_tokenizer(spec.model))
+    publish_prepared(spec, data.path)
     try:
         model = build_model(spec.model, spec.peft, task_for(spec.task), data.labels, empty=True)
     except UserError:
@@ -69,21 +65,16 @@ def preflight(spec: ExperimentSpec) -> Prepared:
     return data
 
 
-def resolve_use_gpu(spec: ExperimentSpec) -> bool:
-    """Whether workers get GPUs, from the connected cluster's resources."""
-    return choose_use_gpu(spec, cluster_has_gpus(), "the Ray cluster has no GPUs")
-
-
 def build_trainer(
     spec: ExperimentSpec,
     use_gpu: bool,
-    run_dir: Path,
-    storage_path: Path,
+    run_dir: Location,
     name: str,
     prepared_dir: Path,
     callbacks: list[Any] | None = None,
 ) -> Any:
-    """A TorchTrainer for this spec; checkpoints kept by the spec's metric."""
+    """A TorchTrainer for this spec, writing under `run_dir/name`; checkpoints kept by the
+    spec's metric."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
@@ -100,7 +91,7 @@ def build_trainer(
         train_loop_config=asdict(
             WorkerArgs(
                 spec=spec.model_dump(mode="json"),
-                run_dir=str(run_dir),
+                run_dir=run_dir.uri,
                 use_gpu=use_gpu,
                 prepared_dir=str(prepared_dir),
             )
@@ -108,12 +99,12 @@ def build_trainer(
         scaling_config=ray.train.ScalingConfig(
             num_workers=spec.scaling.num_workers,
             use_gpu=use_gpu,
-            resources_per_worker={"CPU": spec.scaling.cpus_per_worker}
-            | ({"GPU": 1} if use_gpu else {}),
+            resources_per_worker=spec.scaling.worker_resources(use_gpu),
         ),
         run_config=ray.train.RunConfig(
             name=name,
-            storage_path=str(storage_path),
+            storage_path=run_dir.path,
+            storage_filesystem=run_dir.fs,
             failure_config=ray.train.FailureConfig(max_failures=spec.scaling.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(
                 num_to_keep=spec.train.keep_checkpoints,
@@ -134,11 +125,16 @@ def evaluate_remote(
     worker."""
     import ray
 
-    @ray.remote(num_cpus=spec.scaling.cpus_per_worker, num_gpus=1 if use_gpu else 0)
+    need = spec.scaling.worker_resources(use_gpu)
+    custom = {k: v for k, v in need.items() if k not in ("CPU", "GPU")}
+
+    @ray.remote(num_cpus=need["CPU"], num_gpus=need.get("GPU", 0), resources=custom)
     def _evaluate(spec_dict: dict[str, Any], ckpt: Any, which: str, data: str) -> dict[str, Any]:
+        from raytune_ft.data.prepare import fetch_prepared
         from raytune_ft.evaluation.evaluate import evaluate_model_dir
 
         typed = ExperimentSpec.model_validate(spec_dict)
+        fetch_prepared(typed, Path(data))
         with ckpt.as_directory() as local:
             return evaluate_model_dir(typed, Path(local) / MODEL_DIR, which, data)
 
@@ -165,17 +161,17 @@ def run_training(
     if resume:
         run_dir = resumable_run_dir(spec, "train")
     else:
-        run_dir = new_run_dir(spec.storage.path, spec.name, "train")
-        write_atomic(run_dir / "spec.yaml", spec_yaml(spec))
+        run_dir = new_run(check_storage(spec.storage), spec.name, "train")
+        (run_dir / "spec.yaml").write_text(spec_yaml(spec))
     interrupts.note_run_dir(run_dir)
-    write_json(
-        run_dir / "data_report.json",
-        data.meta | {"prepared": str(data.path), "schedule": asdict(schedule)},
+    (run_dir / "data_report.json").write_json(
+        data.meta | {"prepared": str(data.path), "schedule": asdict(schedule)}
     )
     cpus = spec.scaling.num_workers * spec.scaling.cpus_per_worker
     with ray_session(spec.cluster, cpus):
-        use_gpu = resolve_use_gpu(spec)
-        trainer = build_trainer(spec, use_gpu, run_dir, run_dir, "ray-train", data.path)
+        placement = plan_placement(spec)
+        use_gpu = placement.use_gpu
+        trainer = build_trainer(spec, use_gpu, run_dir, "ray-train", data.path)
         try:
             result = interrupts.fit_in_thread(trainer.fit)
             checkpoint, best_metrics = best_checkpoint(result, spec)
@@ -184,10 +180,12 @@ def run_training(
             )
         except KeyboardInterrupt:
             raise Interrupted(interrupts.received() or signal.SIGINT, run_dir) from None
+        except UserError:
+            raise
         except Exception as exc:  # Ray wraps worker errors; the user needs one line + the folder
             raise RunFailed.from_exception(run_dir, exc) from exc
     with checkpoint.as_directory() as local:
-        copy_tree_atomic(Path(local) / MODEL_DIR, run_dir / "best-model")
+        (run_dir / "best-model").upload(Path(local) / MODEL_DIR)
     summary = {
         "name": spec.name,
         "task": spec.task.type,
@@ -196,17 +194,24 @@ def run_training(
         "best_step": best_metrics.get("step"),
         "validation_metrics": {k: v for k, v in best_metrics.items() if k.startswith("eval_")},
         "test_metrics": test_metrics,
-        "best_checkpoint": checkpoint.path,
-        "best_model": str(run_dir / "best-model"),
+        "best_checkpoint": _uri(checkpoint, run_dir),
+        "best_model": (run_dir / "best-model").uri,
         "use_gpu": use_gpu,
         "num_workers": spec.scaling.num_workers,
+        "nodes": placement.nodes,
         "runtime": json.loads((run_dir / RUNTIME_FILE).read_text()),
         "data_sizes": data.sizes(),
         "prepared_data": str(data.path),
+        "storage": run_dir.uri,
         "wall_time_s": round(time.time() - started, 1),
     }
-    write_json(run_dir / "summary.json", summary)
+    (run_dir / "summary.json").write_json(summary)
     return TrainOutcome(run_dir, summary)
+
+
+def _uri(checkpoint: Any, run_dir: Location) -> str:
+    """A Ray checkpoint's path as a uri in the run's storage (Ray drops the scheme)."""
+    return f"{run_dir.scheme}://{checkpoint.path}" if run_dir.scheme else checkpoint.path
 
 
 def run_chain(spec: ExperimentSpec) -> list[TrainOutcome]:
@@ -231,6 +236,6 @@ def run_chain(spec: ExperimentSpec) -> list[TrainOutcome]:
             "stage": spec.stages[index].name,
             "started_from": stage.model.name_or_path,
         }
-        write_json(outcome.run_dir / "summary.json", summary)
+        (outcome.run_dir / "summary.json").write_json(summary)
         outcomes.append(TrainOutcome(outcome.run_dir, summary))
     return outcomes

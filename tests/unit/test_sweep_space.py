@@ -92,6 +92,7 @@ def test_registries_build_the_named_searcher_with_its_concurrency_limit() -> Non
 
 
 def test_trial_concurrency_fits_trials_to_resources() -> None:
+    from raytune_ft.launch.resources import NodeShape, Placement
     from raytune_ft.sweep.runner import trial_concurrency
 
     def spec(workers: int, cpus: int = 1, samples: int = 8, cap: int | None = None):
@@ -102,12 +103,17 @@ def test_trial_concurrency_fits_trials_to_resources() -> None:
             )
         )
 
-    assert trial_concurrency(spec(1), False, cpus=2, gpus=0) == 2
-    assert trial_concurrency(spec(2, cpus=2), False, cpus=16, gpus=0) == 4
-    assert trial_concurrency(spec(4), False, cpus=2, gpus=0) == 1  # never zero
-    assert trial_concurrency(spec(2), True, cpus=64, gpus=8) == 4  # GPUs bound GPU trials
-    assert trial_concurrency(spec(1, samples=3), False, cpus=64, gpus=0) == 3
-    assert trial_concurrency(spec(1, cap=1), False, cpus=64, gpus=0) == 1
+    def on(cpus: float, gpus: float = 0, nodes: int = 1, use_gpu: bool = False) -> Placement:
+        return Placement(use_gpu, [NodeShape("n", cpus, gpus, nodes)], nodes)
+
+    assert trial_concurrency(spec(1), on(2)) == 2
+    assert trial_concurrency(spec(2, cpus=2), on(16)) == 4
+    assert trial_concurrency(spec(4), on(2)) == 1  # never zero
+    assert trial_concurrency(spec(2), on(64, gpus=8, use_gpu=True)) == 4  # GPUs bound
+    assert trial_concurrency(spec(1, samples=3), on(64)) == 3
+    assert trial_concurrency(spec(1, cap=1), on(64)) == 1
+    # Workers are gang-placed per node: 3 nodes of 3 CPUs hold 3 two-CPU workers, not 4.
+    assert trial_concurrency(spec(1, cpus=2), on(3, nodes=3)) == 3
 
 
 def test_keys_valid_alone_but_not_together_are_refused_before_any_trial() -> None:

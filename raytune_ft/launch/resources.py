@@ -1,0 +1,149 @@
+"""What the cluster can hold, from the spec's declared node groups and the live nodes.
+
+An autoscaling cluster whose GPU groups start at zero shows no GPUs at start: reading only
+`ray.cluster_resources()` then would run a sweep on CPU, one trial at a time. Declared node
+groups (`cluster.node_groups`) say what the autoscaler can add, so GPU use and trial
+concurrency follow the cluster's shape, trials queue until nodes arrive, and a worker that no
+node type can hold is refused before launch. Pure functions over `NodeShape`s: unit-tested
+without Ray.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from raytune_ft.errors import UserError
+from raytune_ft.spec.experiment import ExperimentSpec
+
+
+@dataclass(frozen=True)
+class NodeShape:
+    """One kind of node: what each offers to Ray, and how many there can be."""
+
+    name: str
+    cpus: float
+    gpus: float
+    count: int
+    resources: dict[str, float] = field(default_factory=dict)
+
+    def offers(self) -> dict[str, float]:
+        return {"CPU": self.cpus, "GPU": self.gpus} | self.resources
+
+    def worker_slots(self, need: dict[str, float]) -> int:
+        """How many workers with these needs fit on one such node."""
+        offered = self.offers()
+        slots = [int(offered.get(name, 0.0) // amount + 1e-9) for name, amount in need.items()]
+        return min(slots) if slots else 0
+
+
+def declared_shapes(spec: ExperimentSpec) -> list[NodeShape]:
+    return [
+        NodeShape(g.name, g.cpus, g.gpus, g.max_nodes, dict(g.resources))
+        for g in spec.cluster.node_groups
+    ]
+
+
+def live_shapes(nodes: list[dict], local_cpus: int | None = None) -> list[NodeShape]:
+    """The alive nodes of `ray.nodes()`, one shape each. `local_cpus`: for a Ray this process
+    started, the real cores (its extra logical CPU is for trial drivers, not workers)."""
+    shapes = []
+    for node in nodes:
+        if not node.get("Alive"):
+            continue
+        offered = dict(node.get("Resources") or {})
+        cpus = offered.pop("CPU", 0.0) if local_cpus is None else float(local_cpus)
+        offered.pop("CPU", None)
+        gpus = offered.pop("GPU", 0.0)
+        custom = {
+            k: v
+            for k, v in offered.items()
+            if k not in ("memory", "object_store_memory") and not k.startswith("node:")
+        }
+        shapes.append(NodeShape(node.get("NodeManagerHostname", "node"), cpus, gpus, 1, custom))
+    return shapes
+
+
+def gpus_declared(spec: ExperimentSpec) -> bool:
+    return any(group.gpus > 0 for group in spec.cluster.node_groups)
+
+
+def check_worker_fits(spec: ExperimentSpec, use_gpu: bool, shapes: list[NodeShape]) -> None:
+    """Refuse a worker that no node type can hold: it would wait for a node forever."""
+    need = spec.scaling.worker_resources(use_gpu)
+    if any(shape.worker_slots(need) >= 1 for shape in shapes):
+        return
+    wanted = ", ".join(f"{_amount(v)} {k}" for k, v in need.items())
+    largest = ", ".join(
+        f"{s.name} ({', '.join(f'{_amount(v)} {k}' for k, v in s.offers().items() if v)})"
+        for s in shapes
+    )
+    hint = (
+        ""
+        if spec.cluster.node_groups
+        else "; if the autoscaler can add larger nodes, declare them in cluster.node_groups"
+    )
+    raise UserError(
+        f"scaling: each worker needs {wanted}, but no node type has that much "
+        f"(nodes: {largest or 'none'}); expected at most what one node offers{hint}"
+    )
+
+
+def trial_capacity(spec: ExperimentSpec, use_gpu: bool, shapes: list[NodeShape]) -> int:
+    """How many whole trials (all their workers at once) the cluster can hold at its largest."""
+    need = spec.scaling.worker_resources(use_gpu)
+    slots = sum(shape.count * shape.worker_slots(need) for shape in shapes)
+    return max(1, slots // spec.scaling.num_workers)
+
+
+def check_storage_reach(spec: ExperimentSpec, nodes: int, declared: bool) -> None:
+    """A folder on this node's disk is invisible to workers on other nodes: their checkpoints
+    would land on their own disks and be lost. Refused, unless it is declared shared."""
+    storage = spec.storage
+    if storage.is_remote or storage.shared:
+        return
+    if nodes <= 1 and not declared:
+        return
+    where = f"{nodes} nodes" if nodes > 1 else "declared node groups (more nodes than this one)"
+    raise UserError(
+        f"storage.path: {storage.path!r} is on this node's disk, but the cluster has {where}; "
+        "expected s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, or a path mounted at the same place "
+        "on every node with storage.shared: true"
+    )
+
+
+def _amount(value: float) -> str:
+    return f"{value:g}"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Decided once Ray is connected: devices, the node types, how many trials fit."""
+
+    use_gpu: bool
+    shapes: list[NodeShape]
+    nodes: int
+
+    def trial_capacity(self, spec: ExperimentSpec) -> int:
+        return trial_capacity(spec, self.use_gpu, self.shapes)
+
+
+def plan_placement(spec: ExperimentSpec) -> Placement:
+    """GPU use, fit and storage checks against the connected cluster (Ray must be connected)."""
+    import os
+
+    import ray
+
+    from raytune_ft.launch.local_ray import starts_local_ray
+    from raytune_ft.train.policies import choose_use_gpu
+
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    local = starts_local_ray(spec.cluster)
+    live = live_shapes(alive, local_cpus=(os.cpu_count() or 1) if local else None)
+    declared = declared_shapes(spec)
+    has_gpu = any(s.gpus > 0 for s in live) or (not local and gpus_declared(spec))
+    lacking = "this machine has no CUDA GPU" if local else "no node of the cluster has GPUs"
+    use_gpu = choose_use_gpu(spec, has_gpu, lacking + ("" if local else " (live or declared)"))
+    check_worker_fits(spec, use_gpu, live + declared)
+    # Declared groups describe a remote cluster; a local run has only this machine.
+    check_storage_reach(spec, len(alive), declared=bool(declared) and not local)
+    return Placement(use_gpu, declared if declared and not local else live, len(alive))

@@ -1,0 +1,109 @@
+"""GPU use, trial capacity, fit and storage checks from the declared and live cluster shape."""
+
+from __future__ import annotations
+
+import pytest
+
+from raytune_ft.errors import UserError
+from raytune_ft.launch.resources import (
+    NodeShape,
+    check_storage_reach,
+    check_worker_fits,
+    declared_shapes,
+    gpus_declared,
+    live_shapes,
+    trial_capacity,
+)
+from raytune_ft.spec import validate_spec
+from tests.helpers import minimal_spec
+
+GPU_GROUPS = [
+    {"name": "cpu", "cpus": 8, "memory": "32Gi", "min_nodes": 1, "max_nodes": 2},
+    {"name": "a10", "cpus": 8, "memory": "64Gi", "gpus": 1, "max_nodes": 4},
+    {"name": "a100x8", "cpus": 96, "memory": "1Ti", "gpus": 8, "max_nodes": 2},
+]
+
+
+def spec_with(scaling: dict | None = None, groups: list | None = None, storage: dict | None = None):
+    return validate_spec(
+        minimal_spec(
+            scaling=scaling or {},
+            cluster={"address": "10.0.0.1:6379", "node_groups": groups or []},
+            storage=storage or {"path": "s3://bucket/runs"},
+        )
+    )
+
+
+def test_gpu_groups_that_start_at_zero_still_mean_gpus_and_count_at_full_size() -> None:
+    spec = spec_with({"num_workers": 2, "use_gpu": True}, GPU_GROUPS)
+    assert gpus_declared(spec)
+    shapes = declared_shapes(spec)
+    # 4 one-GPU nodes + 2 eight-GPU nodes = 20 GPU workers: 10 two-worker trials.
+    assert trial_capacity(spec, True, shapes) == 10
+    check_worker_fits(spec, True, shapes)
+
+
+def test_fractional_gpus_let_small_trials_share_a_gpu() -> None:
+    spec = spec_with({"num_workers": 1, "use_gpu": True, "gpus_per_worker": 0.25}, GPU_GROUPS)
+    assert trial_capacity(spec, True, declared_shapes(spec)) == 4 * 4 + 2 * 32
+
+
+def test_a_worker_no_node_type_can_hold_is_refused_with_the_numbers() -> None:
+    spec = spec_with({"use_gpu": True, "gpus_per_worker": 16}, GPU_GROUPS)
+    with pytest.raises(UserError) as caught:
+        check_worker_fits(spec, True, declared_shapes(spec))
+    line = caught.value.problems[0]
+    assert line.startswith("scaling: each worker needs 1 CPU, 16 GPU, but no node type has")
+    assert "a100x8 (96 CPU, 8 GPU)" in line
+
+
+def test_custom_resources_must_exist_on_some_node() -> None:
+    spec = spec_with({"resources_per_worker": {"trainer_slot": 1}})
+    live = live_shapes(
+        [{"Alive": True, "NodeManagerHostname": "head", "Resources": {"CPU": 4.0, "memory": 1}}]
+    )
+    with pytest.raises(UserError, match=r"1 trainer_slot.*head \(4 CPU\).*cluster.node_groups"):
+        check_worker_fits(spec, False, live)
+    live = live_shapes(
+        [
+            {
+                "Alive": True,
+                "NodeManagerHostname": "a",
+                "Resources": {"CPU": 2.0, "trainer_slot": 1},
+            },
+            {
+                "Alive": True,
+                "NodeManagerHostname": "b",
+                "Resources": {"CPU": 2.0, "trainer_slot": 1},
+            },
+            {"Alive": False, "NodeManagerHostname": "dead", "Resources": {"CPU": 64.0}},
+        ]
+    )
+    check_worker_fits(spec, False, live)
+    assert [s.name for s in live] == ["a", "b"]
+    assert trial_capacity(spec, False, live) == 2  # one slot per node, not two CPUs each
+
+
+def test_node_local_storage_is_refused_on_more_than_one_node() -> None:
+    local = spec_with(storage={"path": "/data/runs"})
+    check_storage_reach(local, nodes=1, declared=False)
+    with pytest.raises(UserError) as caught:
+        check_storage_reach(local, nodes=2, declared=False)
+    assert caught.value.problems == [
+        "storage.path: '/data/runs' is on this node's disk, but the cluster has 2 nodes; "
+        "expected s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, or a path mounted at the same place "
+        "on every node with storage.shared: true"
+    ]
+    with pytest.raises(UserError, match="declared node groups"):
+        check_storage_reach(local, nodes=1, declared=True)
+    shared = spec_with(storage={"path": "/mnt/nfs/runs", "shared": True})
+    check_storage_reach(shared, nodes=3, declared=True)
+    check_storage_reach(spec_with(), nodes=3, declared=True)  # a bucket
+
+
+def test_worker_slots_take_the_scarcest_resource() -> None:
+    node = NodeShape("n", cpus=8, gpus=2, count=1, resources={"slot": 3})
+    assert node.worker_slots({"CPU": 1, "GPU": 1}) == 2
+    assert node.worker_slots({"CPU": 3}) == 2
+    assert node.worker_slots({"CPU": 1, "slot": 1}) == 3
+    assert node.worker_slots({"CPU": 1, "GPU": 0.5}) == 4
