@@ -309,7 +309,7 @@ class ScalingSpec(Section):
     )
     resources_per_worker: dict[str, float] = Field(
         default_factory=dict,
-        description="Extra Ray custom resources per worker, e.g. {accelerator_type:A100: 1}.",
+        description="Extra Ray custom resources per worker, e.g. {'accelerator_type:A100': 0.01}.",
     )
     max_failures: int = Field(
         1, ge=-1, description="Worker-group restarts from the last checkpoint; -1: unlimited."

@@ -54,5 +54,5 @@ def test_example_spec_runs(ray_local: None, tmp_path: Path, name: str) -> None:
         summary = outcome.summary
         assert math.isfinite(summary["best_validation"])
         assert summary["test_metrics"], summary
-        saved = {p.name for p in (outcome.run_dir / "best-model").iterdir()}
+        saved = {p.name for p in (outcome.run_dir.local_path / "best-model").iterdir()}
         assert {"config.json", "adapter_config.json"} & saved  # a model, or a LoRA adapter

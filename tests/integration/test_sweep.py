@@ -38,7 +38,7 @@ def test_three_trial_asha_optuna_sweep_writes_results(
         }
     )
     outcome = run_sweep(spec)
-    run_dir, summary = outcome.run_dir, outcome.summary
+    run_dir, summary = outcome.run_dir.local_path, outcome.summary
 
     results = pd.read_csv(run_dir / "results.csv")
     assert len(results) == 3

@@ -17,6 +17,8 @@ from helpers import SENTIMENT, keyword_spec
 
 from raytune_ft.evaluation.evaluate import evaluate_model_dir
 from raytune_ft.spec import validate_spec
+from raytune_ft.spec.sections import StorageSpec
+from raytune_ft.storage import storage_root
 from raytune_ft.train.runner import build_trainer, preflight, run_training
 
 pytestmark = pytest.mark.integration
@@ -63,7 +65,7 @@ def test_two_worker_zero2_training_lowers_loss_and_checkpoints(
     thread.join()
     assert any("RayTrainWorker" in name for _, _, name in seen), seen  # not vacuous
     assert [s for s in seen if not is_loopback(s[0])] == []
-    run_dir, summary = outcome["result"].run_dir, outcome["result"].summary
+    run_dir, summary = outcome["result"].run_dir.local_path, outcome["result"].summary
 
     losses = [s["loss"] for s in read_steps(run_dir) if "loss" in s]
     assert len(losses) == spec.schedule(640).total_steps == 80  # 640 rows / (2 x 16) x 4 epochs
@@ -171,8 +173,9 @@ def test_rerun_after_the_last_step_reports_a_final_result(
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     prepared = preflight(spec).path
-    first = build_trainer(spec, False, run_dir, run_dir, "ray-train", prepared).fit()
-    again = build_trainer(spec, False, run_dir, run_dir, "ray-train", prepared).fit()
+    where = storage_root(StorageSpec(path=str(run_dir)))
+    first = build_trainer(spec, False, where, "ray-train", prepared).fit()
+    again = build_trainer(spec, False, where, "ray-train", prepared).fit()
     total = spec.schedule(640).total_steps
     assert first.metrics["step"] == again.metrics["step"] == total
     # Ray Train restores Result.metrics from its snapshot either way; what a Tune trial sees is
@@ -212,7 +215,7 @@ def test_other_zero_stages_accumulation_and_bf16_train(
         spec_dict["model"] |= {"init": "random", "config_overrides": {"num_hidden_layers": 1}}
     spec = validate_spec(spec_dict)
     outcome = run_training(spec)
-    best = json.loads((outcome.run_dir / "best-model" / "config.json").read_text())
+    best = json.loads((outcome.run_dir.local_path / "best-model" / "config.json").read_text())
     assert best["num_hidden_layers"] == (1 if init == "random" else 2)
     losses = [s["loss"] for s in read_steps(outcome.run_dir) if "loss" in s]
     assert len(losses) == spec.schedule(640).total_steps == 80  # same global batch of 32
@@ -224,6 +227,6 @@ def test_other_zero_stages_accumulation_and_bf16_train(
     assert runtime["param_dtype"] == ("bfloat16" if precision == "bf16" else "float32")
     # Under ZeRO-3 rank 0 gathers the partitioned weights into a whole HF model.
     again = evaluate_model_dir(
-        spec, outcome.run_dir / "best-model", "test", outcome.summary["prepared_data"]
+        spec, outcome.run_dir.local_path / "best-model", "test", outcome.summary["prepared_data"]
     )
     assert again["test_accuracy"] == pytest.approx(outcome.summary["test_metrics"]["test_accuracy"])

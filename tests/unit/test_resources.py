@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from helpers import minimal_spec
 
 from raytune_ft.errors import UserError
 from raytune_ft.launch.resources import (
@@ -15,7 +16,6 @@ from raytune_ft.launch.resources import (
     trial_capacity,
 )
 from raytune_ft.spec import validate_spec
-from tests.helpers import minimal_spec
 
 GPU_GROUPS = [
     {"name": "cpu", "cpus": 8, "memory": "32Gi", "min_nodes": 1, "max_nodes": 2},

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import minimal_spec
 
 from raytune_ft.errors import UserError
 from raytune_ft.spec import validate_spec
@@ -18,7 +19,6 @@ from raytune_ft.storage import (
     new_run,
     storage_root,
 )
-from tests.helpers import minimal_spec
 
 
 @pytest.mark.parametrize(
