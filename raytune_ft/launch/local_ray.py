@@ -46,6 +46,7 @@ def _single_machine_mode() -> Iterator[None]:
 
 
 CONNECT_TIMEOUT_S = 5.0
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def check_reachable(cluster: ClusterSpec) -> None:
@@ -104,6 +105,10 @@ def ray_session(cluster: ClusterSpec, cpus_per_trial: int) -> Iterator[None]:
             )
         else:
             check_reachable(cluster)
+            if cluster.host_port and cluster.host_port[0] in LOOPBACK_HOSTS:
+                # Else Ray rewrites 127.0.0.1 to this machine's outward address, where a
+                # cluster bound to loopback does not answer.
+                cleanup.enter_context(_single_machine_mode())
             cleanup.callback(ray.shutdown)
             try:
                 ray.init(address=cluster.address, runtime_env=env, logging_level="WARNING")
