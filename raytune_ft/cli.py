@@ -131,8 +131,9 @@ def _print_outcome(kind: str, run_dir: Path, summary: dict[str, Any]) -> None:
 
 def _register_groups() -> None:
     from raytune_ft.k8s.cli import k8s_app
-    from raytune_ft.submit.cli import jobs_app
+    from raytune_ft.submit.cli import jobs_app, submit_command
 
+    app.command("submit")(submit_command)
     app.add_typer(jobs_app, name="jobs")
     app.add_typer(k8s_app, name="k8s")
 

@@ -65,6 +65,14 @@ class LocalCluster:
                 found.append(process)
         return found
 
+    def add_node(self, resources: dict[str, float]) -> str:
+        """A node joins the running cluster (what an autoscaler does); returns its id."""
+        self.process.stdin.write(f"add {json.dumps(resources)}\n")
+        self.process.stdin.flush()
+        node = json.loads(self.process.stdout.readline())["node"]
+        self.nodes.append(node)
+        return node
+
     def stop(self) -> None:
         from raytune_ft.launch.sessions import stop_processes
 
@@ -139,7 +147,11 @@ def _serve(request: dict) -> None:
             ),
             flush=True,
         )
-        sys.stdin.read()  # until the test closes it
+        for line in sys.stdin:  # "add RESOURCES_JSON": a node joins, as an autoscaler adds one
+            node = cluster.add_node(**common, resources=json.loads(line.removeprefix("add ")))
+            cluster.wait_for_nodes()
+            print(json.dumps({"node": node.node_id}), flush=True)
+        # stdin closed: the test is done with the cluster
     finally:
         cluster.shutdown()
 

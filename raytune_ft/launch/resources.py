@@ -134,16 +134,24 @@ def plan_placement(spec: ExperimentSpec) -> Placement:
     import ray
 
     from raytune_ft.launch.local_ray import starts_local_ray
+
+    local = starts_local_ray(spec.cluster)
+    return decide_placement(spec, ray.nodes(), local_cpus=(os.cpu_count() or 1) if local else None)
+
+
+def decide_placement(
+    spec: ExperimentSpec, nodes: list[dict], local_cpus: int | None = None
+) -> Placement:
+    """The placement for `ray.nodes()`; `local_cpus` when this process started Ray itself
+    (then declared node groups describe some other cluster, not this machine)."""
     from raytune_ft.train.policies import choose_use_gpu
 
-    alive = [n for n in ray.nodes() if n.get("Alive")]
-    local = starts_local_ray(spec.cluster)
-    live = live_shapes(alive, local_cpus=(os.cpu_count() or 1) if local else None)
-    declared = declared_shapes(spec)
-    has_gpu = any(s.gpus > 0 for s in live) or (not local and gpus_declared(spec))
+    local = local_cpus is not None
+    live = live_shapes(nodes, local_cpus)
+    declared = [] if local else declared_shapes(spec)
+    has_gpu = any(s.gpus > 0 for s in live + declared)
     lacking = "this machine has no CUDA GPU" if local else "no node of the cluster has GPUs"
     use_gpu = choose_use_gpu(spec, has_gpu, lacking + ("" if local else " (live or declared)"))
     check_worker_fits(spec, use_gpu, live + declared)
-    # Declared groups describe a remote cluster; a local run has only this machine.
-    check_storage_reach(spec, len(alive), declared=bool(declared) and not local)
-    return Placement(use_gpu, declared if declared and not local else live, len(alive))
+    check_storage_reach(spec, len(live), declared=bool(declared))
+    return Placement(use_gpu, declared or live, len(live))

@@ -16,8 +16,17 @@ from raytune_ft.spec.sections import field_type, is_section
 from raytune_ft.spec.task_sections import TASK_SECTIONS
 
 
-def load_spec(path: str | Path, overrides: list[str] | None = None) -> ExperimentSpec:
-    """Read, override and validate a spec file. Raises UserError naming every problem."""
+def load_spec(
+    path: str | Path,
+    overrides: list[str] | None = None,
+    cluster_file: str | Path | None = None,
+) -> ExperimentSpec:
+    """Read, override and validate a spec file. Raises UserError naming every problem.
+
+    `cluster_file`: a YAML file whose one key, `cluster`, replaces the spec's cluster section
+    (the same spec on another cluster); `--set` overrides apply after it. Problems in it are
+    named by its own file and line.
+    """
     path = Path(path)
     raw, lines = load_yaml(read_spec_text(path), str(path))
     if raw is None:
@@ -26,12 +35,44 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> Experimen
         raise UserError(
             f"{path}: top level is a {type(raw).__name__}; expected a mapping of sections"
         )
+    sources: dict[str, tuple[Path, LineIndex]] = {}
+    if cluster_file is not None:
+        cluster_path = Path(cluster_file)
+        cluster, cluster_lines = load_cluster_file(cluster_path)
+        raw = {**raw, "cluster": cluster}
+        sources["cluster"] = (cluster_path, cluster_lines)
     data, overridden = apply_overrides(raw, overrides or [])
-    return validate_spec(
-        data,
-        base_dir=path.resolve().parent,
-        describe=lambda loc: _where(path, loc, lines, overridden),
-    )
+
+    def describe(loc: tuple[Any, ...]) -> str:
+        file, file_lines = sources.get(str(loc[0]) if loc else "", (path, lines))
+        return _where(file, loc, file_lines, overridden)
+
+    return validate_spec(data, base_dir=path.resolve().parent, describe=describe)
+
+
+def load_cluster_file(path: Path) -> tuple[Any, LineIndex]:
+    """(the cluster section, line of each key path) of a cluster file: `cluster:` and nothing
+    else, so the file reads like the section it replaces. Its fields are checked with the spec."""
+    if not path.exists():
+        raise UserError(f"{path}: no such cluster file")
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder; expected a YAML file with a cluster: section")
+    raw, lines = load_yaml(read_spec_text(path), str(path))
+    expected = "expected a mapping with one key, cluster (the spec's cluster section)"
+    if not isinstance(raw, dict):
+        got = "empty" if raw is None else f"a {type(raw).__name__}"
+        raise UserError(f"{path}: the file is {got}; {expected}")
+    extra = [key for key in raw if key != "cluster"]
+    if extra:
+        raise UserError(
+            [
+                f"{path}:{lines.get((key,), 1)}: {key}: unknown top-level key; {expected}"
+                for key in extra
+            ]
+        )
+    if "cluster" not in raw:
+        raise UserError(f"{path}: no cluster key; {expected}")
+    return raw["cluster"], lines
 
 
 def validate_spec(

@@ -543,7 +543,10 @@ class RuntimeEnvSpec(Section):
 
 
 # Names of variables that hold credentials: they must not travel in a spec.
-_SECRET_NAME = re.compile(r"(SECRET|TOKEN|PASSWORD|ACCESS_KEY|API_KEY|CREDENTIALS)", re.I)
+# Whole words only: TOKENIZERS_PARALLELISM is not a token.
+_SECRET_NAME = re.compile(
+    r"(^|_)(SECRET|TOKEN|PASSWORD|PASSWD|ACCESS_KEY|API_KEY|CREDENTIALS?)(_|$)", re.I
+)
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
 DNS_LABEL = r"^[a-z]([a-z0-9-]*[a-z0-9])?$"
 
@@ -638,7 +641,8 @@ class KubernetesSpec(Section):
     ray_token_secret: str | None = Field(
         None,
         pattern=DNS_LABEL,
-        description="A Secret whose key 'token' holds the Ray auth token; null: no Ray token auth.",
+        description="A Secret whose key 'auth_token' holds the Ray auth token (KubeRay's "
+        "authOptions); null: no Ray token auth.",
     )
 
 

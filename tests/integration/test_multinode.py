@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,13 +24,25 @@ from ray_cluster import LocalCluster, client_env, start_cluster
 pytestmark = pytest.mark.integration
 
 
+SECOND_NODE = {"node_b": 1, "trainer_slot": 1}
+
+
 @pytest.fixture(scope="module")
-def two_nodes() -> Iterator[LocalCluster]:
-    cluster = start_cluster([{"node_a": 1, "trainer_slot": 1}, {"node_b": 1, "trainer_slot": 1}])
+def cluster() -> Iterator[LocalCluster]:
+    """Starts as the head alone; the second node joins during the first test (as an
+    autoscaler's node would) or when a later test needs it."""
+    cluster = start_cluster([{"node_a": 1, "trainer_slot": 1}])
     try:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def two_nodes(cluster: LocalCluster) -> LocalCluster:
+    if len(cluster.nodes) == 1:
+        cluster.add_node(SECOND_NODE)
+    return cluster
 
 
 def run_cli(command: str, spec: dict, where: Path, timeout: float = 400):
@@ -51,6 +64,55 @@ def on_cluster(cluster: LocalCluster, spec: dict, storage: Path, **scaling: obje
         "storage": {"path": str(storage), "shared": True},  # one machine: truly shared
         "scaling": {"num_workers": 2, "resources_per_worker": {"trainer_slot": 1}, **scaling},
     }
+
+
+def test_trials_queue_for_a_declared_node_and_run_on_it_when_it_joins(
+    cluster: LocalCluster, tiny_bert: Path, keyword_data: Path, tmp_path: Path
+) -> None:
+    """Only the head is up, but the spec declares a group of up to 2 one-slot nodes: the sweep
+    runs 2 trials at once (from the declared shape, not the live snapshot), the second waits
+    for a node, and runs on the node that joins."""
+    assert len(cluster.nodes) == 1
+    base = keyword_spec(tiny_bert, keyword_data, tmp_path, epochs=1, eval_every=20, max_steps=60)
+    spec = on_cluster(cluster, base, tmp_path, num_workers=1) | {
+        "sweep": {
+            "num_samples": 2,
+            "search": {"algorithm": "random", "seed": 0},
+            "scheduler": {"name": "fifo"},
+            "space": {"train.learning_rate": {"loguniform": [1e-3, 3e-3]}},
+        }
+    }
+    group = {"name": "slots", "cpus": 2, "memory": "4Gi", "max_nodes": 2}
+    spec["cluster"]["node_groups"] = [group | {"resources": {"trainer_slot": 1}}]
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "raytune_ft", "tune", str(path)],
+        cwd=tmp_path,
+        env=client_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # Both trial drivers start (their spec.yaml appears); one worker runs, one waits.
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        started = list(tmp_path.glob("kw-tune-*/trials/*/spec.yaml"))
+        running = list(tmp_path.glob("kw-tune-*/trials/*/runtime.json"))
+        if len(started) == 2 and len(running) == 1:
+            break
+        time.sleep(0.5)
+    assert proc.poll() is None, proc.communicate()[1][-3000:]
+    time.sleep(5)
+    assert len(list(tmp_path.glob("kw-tune-*/trials/*/runtime.json"))) == 1  # still waiting
+    joined = cluster.add_node(SECOND_NODE)
+    _, stderr = proc.communicate(timeout=400)
+    assert proc.returncode == 0, stderr[-3000:]
+    nodes = [
+        json.loads(p.read_text())["worker_nodes"]
+        for p in sorted(tmp_path.glob("kw-tune-*/trials/*/runtime.json"))
+    ]
+    assert sorted(n for trial in nodes for n in trial) == sorted([cluster.nodes[0], joined])
 
 
 def test_every_server_of_the_cluster_listens_on_loopback(two_nodes: LocalCluster) -> None:
@@ -79,29 +141,6 @@ def test_two_worker_zero2_training_spans_both_nodes(
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["nodes"] == 2
     assert summary["best_validation"] > 0.9  # ZeRO-2 across nodes still learns
-
-
-def test_sweep_trials_land_on_both_nodes(
-    two_nodes: LocalCluster, tiny_bert: Path, keyword_data: Path, tmp_path: Path
-) -> None:
-    base = keyword_spec(tiny_bert, keyword_data, tmp_path, epochs=1, eval_every=10, max_steps=20)
-    spec = on_cluster(two_nodes, base, tmp_path, num_workers=1) | {
-        "sweep": {
-            "num_samples": 2,
-            "search": {"algorithm": "random", "seed": 0},
-            "scheduler": {"name": "fifo"},
-            "space": {"train.learning_rate": {"loguniform": [1e-3, 3e-3]}},
-        }
-    }
-    done = run_cli("tune", spec, tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    [sweep_dir] = tmp_path.glob("kw-tune-*")
-    nodes = [
-        json.loads(p.read_text())["worker_nodes"]
-        for p in sorted(sweep_dir.glob("trials/*/runtime.json"))
-    ]
-    # One trainer_slot per node: the two trials ran at once, one on each node.
-    assert sorted(n for trial in nodes for n in trial) == sorted(two_nodes.nodes)
 
 
 def test_node_local_storage_is_refused_on_two_nodes(

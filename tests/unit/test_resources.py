@@ -107,3 +107,29 @@ def test_worker_slots_take_the_scarcest_resource() -> None:
     assert node.worker_slots({"CPU": 3}) == 2
     assert node.worker_slots({"CPU": 1, "slot": 1}) == 3
     assert node.worker_slots({"CPU": 1, "GPU": 0.5}) == 4
+
+
+HEAD_ONLY = [{"Alive": True, "NodeManagerHostname": "head", "Resources": {"CPU": 4.0}}]
+
+
+def test_an_autoscaling_cluster_with_gpu_groups_at_zero_runs_on_gpus() -> None:
+    """Only the head is up (no GPUs yet): `use_gpu: auto` still means GPUs, concurrency counts
+    the groups at full size, and trials wait for the nodes instead of running on CPU."""
+    from raytune_ft.launch.resources import decide_placement
+
+    spec = spec_with({"num_workers": 2}, GPU_GROUPS)
+    placement = decide_placement(spec, HEAD_ONLY)
+    assert placement.use_gpu and placement.nodes == 1
+    assert placement.trial_capacity(spec) == 10
+    # A local run of the same spec: the declared groups are some other cluster's.
+    local = decide_placement(spec_with({"num_workers": 2}, GPU_GROUPS), HEAD_ONLY, local_cpus=2)
+    assert not local.use_gpu and local.trial_capacity(spec) == 1
+
+
+def test_without_declared_groups_the_live_cluster_decides() -> None:
+    from raytune_ft.launch.resources import decide_placement
+
+    placement = decide_placement(spec_with({"num_workers": 1}), HEAD_ONLY)
+    assert not placement.use_gpu and placement.trial_capacity(spec_with()) == 4
+    with pytest.raises(UserError, match=r"scaling.use_gpu: true, but no node of the cluster"):
+        decide_placement(spec_with({"use_gpu": True}), HEAD_ONLY)
