@@ -73,7 +73,9 @@ def test_trials_queue_for_a_declared_node_and_run_on_it_when_it_joins(
     runs 2 trials at once (from the declared shape, not the live snapshot), the second waits
     for a node, and runs on the node that joins."""
     assert len(cluster.nodes) == 1
-    base = keyword_spec(tiny_bert, keyword_data, tmp_path, epochs=1, eval_every=20, max_steps=60)
+    # Long enough (1,600 tiny steps, ~30 s) that the first trial still holds the head's slot
+    # when the second node has joined.
+    base = keyword_spec(tiny_bert, keyword_data, tmp_path, epochs=40, eval_every=800)
     spec = on_cluster(cluster, base, tmp_path, num_workers=1) | {
         "sweep": {
             "num_samples": 2,
@@ -103,7 +105,7 @@ def test_trials_queue_for_a_declared_node_and_run_on_it_when_it_joins(
             break
         time.sleep(0.5)
     assert proc.poll() is None, proc.communicate()[1][-3000:]
-    time.sleep(5)
+    time.sleep(2)
     assert len(list(tmp_path.glob("kw-tune-*/trials/*/runtime.json"))) == 1  # still waiting
     joined = cluster.add_node(SECOND_NODE)
     _, stderr = proc.communicate(timeout=400)
