@@ -1382,6 +1382,8 @@ def check_paths(paths: list[Path]) -> Report:
         is_patch = file.path.resolve() in patches
         report.patch_files += is_patch
         for index, doc, duplicates in file.documents:
+            if isinstance(doc, dict) and set(doc) == {"cluster"}:
+                continue  # a raytune-ft cluster file (`render --cluster`), not a manifest
             report.documents += 1
             implicit = file.path.name in KUSTOMIZATION_FILES
             label = document_label(

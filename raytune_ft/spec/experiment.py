@@ -124,6 +124,12 @@ class ExperimentSpec(Section):
         if self.stages is not None:
             if self.sweep is not None:
                 raise ValueError("stages: a chain cannot be swept; sweep one stage's spec")
+            if self.storage.is_remote:
+                # Each stage's workers load the previous stage's best model from a folder.
+                raise ValueError(
+                    "stages: a chain needs a local or shared storage.path (each stage starts "
+                    f"from the previous stage's best-model folder); got {self.storage.path!r}"
+                )
             for index, stage in enumerate(self.stages):
                 try:  # each stage must be a valid spec on its own
                     self.stage_spec(index)

@@ -536,8 +536,8 @@ class RuntimeEnvSpec(Section):
                 raise ValueError(f"{name!r}: expected a variable name, letters, digits and _")
             if _SECRET_NAME.search(name):
                 raise ValueError(
-                    f"{name}: looks like a secret; expected it in the cluster's environment "
-                    "or a Kubernetes Secret (cluster.kubernetes.secrets), not in the spec"
+                    f"{name}: looks like a secret; expected it in the cluster's own "
+                    "environment (the nodes' environment, a Kubernetes Secret), not in the spec"
                 )
         return value
 

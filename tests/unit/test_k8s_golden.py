@@ -59,6 +59,8 @@ CASES: dict[str, list[str]] = {
         "scaling.num_workers=16",
         "--set",
         "sweep.max_concurrent_trials=2",
+        "--set",
+        "name=quickstart-multinode",  # not the quickstart-cpu case's names: both can coexist
     ],
 }
 

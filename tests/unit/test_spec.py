@@ -220,6 +220,17 @@ MALFORMED = [
         "stages: List should have at least 2 items",
     ),
     (
+        "name: t\nmodel: {name_or_path: m}\ndata: {train: {path: x}}\n"
+        "stages: [{name: a, task: {type: masked-lm}}, {name: b, task: {type: regression}}]\n",
+        ["storage.path=s3://b/runs"],
+        "stages: a chain needs a local or shared storage.path",
+    ),
+    (
+        "name: t\nmodel: {name_or_path: m}\ndata: {train: {path: x}}\n",
+        ["cluster.runtime_env.env_vars={HF_TOKEN: x}"],
+        "cluster.runtime_env.env_vars: HF_TOKEN: looks like a secret; expected it in the cluster's own",
+    ),
+    (
         "name: t\nmodel: {name_or_path: m}\ndata: {train: {path: x}}\n",
         ["train.micro_batch_size=lots"],
         "--set train.micro_batch_size=lots: train.micro_batch_size",
