@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,13 @@ class Location:
 
         fs.copy_files(str(local_dir), self.path, destination_filesystem=self.fs, use_threads=True)
 
+    def remove(self) -> None:
+        """Delete this folder and everything in it."""
+        if self.is_local:
+            shutil.rmtree(self.local_path)
+        else:
+            self.fs.delete_dir(self.path)
+
     def download(self, local_dir: Path) -> None:
         """Copy this folder to a new local folder (temp beside it, then renamed into place)."""
         from pyarrow import fs
@@ -112,7 +119,11 @@ class Location:
         tmp.replace(local_dir)
 
 
-def storage_root(storage: StorageSpec) -> Location:
+# GCS retries a failing request for 15 minutes by default (google-cloud-cpp), uninterruptibly.
+GCS_RETRY_LIMIT_S = 60.0
+
+
+def storage_root(storage: StorageSpec, retry_limit_s: float = GCS_RETRY_LIMIT_S) -> Location:
     """The spec's storage as a Location (the bucket is not contacted)."""
     from pyarrow import fs
 
@@ -129,6 +140,7 @@ def storage_root(storage: StorageSpec) -> Location:
         if storage.region:
             options["region"] = storage.region
         return Location(fs.S3FileSystem(**options), bucket_path, "s3")
+    options["retry_time_limit"] = timedelta(seconds=retry_limit_s)
     return Location(fs.GcsFileSystem(**options), bucket_path, "gs")
 
 
@@ -145,12 +157,13 @@ def check_storage(storage: StorageSpec) -> Location:
     root = storage_root(storage)
     if root.is_local:
         return root
+    probe = storage_root(storage, retry_limit_s=10.0)  # an answer in seconds, not minutes
     bucket = root.path.split("/", 1)[0]
     where = f" at {storage.endpoint_url}" if storage.endpoint_url else ""
     try:
         from pyarrow import fs
 
-        info = root.fs.get_file_info(bucket)
+        info = probe.fs.get_file_info(bucket)
     except OSError as exc:
         reason = _first_line(str(exc))
         raise UserError(
@@ -232,8 +245,3 @@ class StepLog:
     def flush(self) -> None:
         if not self.location.is_local and self._lines:
             self.location.write_text("".join(self._lines))
-
-
-def scratch_dir(prefix: str) -> Path:
-    """A local temp folder (checkpoint staging, downloads)."""
-    return Path(tempfile.mkdtemp(prefix=prefix))

@@ -7,6 +7,7 @@ content is never overwritten without `force`: it may hold someone's edits.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,17 @@ class WriteReport:
 
 def write_files(folder: Path, files: dict[str, str], force: bool) -> WriteReport:
     """Write every file; refuse (UserError) to replace one whose content differs unless force."""
+    try:
+        return _write_files(folder, files, force)
+    except OSError as exc:  # a parent that is a file, no permission, a read-only disk
+        where = exc.filename or folder
+        raise UserError(
+            f"-o {folder}: cannot write {where}: {exc.strerror or exc}; expected a folder you "
+            "can write"
+        ) from None
+
+
+def _write_files(folder: Path, files: dict[str, str], force: bool) -> WriteReport:
     if folder.exists() and not folder.is_dir():
         raise UserError(f"-o {folder}: is a file; expected a folder for the manifests")
     changed = [n for n, text in files.items() if _differs(folder / n, text)]
@@ -155,7 +167,8 @@ def _differs(path: Path, text: str) -> bool:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    temp = path.with_name(f".{path.name}.tmp")
+    # A name of its own per process: two renders into one folder never share a temp file.
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temp.write_text(text, encoding="utf-8")
     temp.replace(path)
 

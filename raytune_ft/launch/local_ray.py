@@ -55,7 +55,8 @@ def check_reachable(cluster: ClusterSpec) -> None:
     if target is None or in_ray_job():
         return
     try:
-        socket.create_connection(target, timeout=CONNECT_TIMEOUT_S).close()
+        with socket.create_connection(target, timeout=CONNECT_TIMEOUT_S) as connection:
+            answer = _http1_answer(connection)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise UserError(
@@ -63,6 +64,26 @@ def check_reachable(cluster: ClusterSpec) -> None:
             f"connection tried for {CONNECT_TIMEOUT_S:g} s); expected a running Ray head "
             "(`ray start --head`): HOST:6379, or ray://HOST:10001 for Ray Client"
         ) from None
+    if answer:
+        # Ray's GCS and Ray Client speak gRPC (HTTP/2) only; ray.init would retry forever here.
+        raise UserError(
+            f"cluster.address: {target[0]}:{target[1]} is a web server ({answer}), not a Ray "
+            "head's GCS; expected HOST:6379 (or ray://HOST:10001); the dashboard's port (8265) "
+            "is for `raytune-ft submit --address http://HOST:8265`"
+        )
+
+
+def _http1_answer(connection: socket.socket) -> str | None:
+    """The status line an HTTP/1 server sends to a plain request; None from a gRPC server."""
+    try:
+        connection.settimeout(2.0)
+        connection.sendall(b"GET / HTTP/1.1\r\nHost: ray\r\nConnection: close\r\n\r\n")
+        first = connection.recv(64)
+    except OSError:
+        return None
+    if not first.startswith(b"HTTP/1."):
+        return None
+    return first.split(b"\r\n", 1)[0].decode("ascii", "replace")
 
 
 def local_cpu_budget(cpus_per_trial: int) -> int:
@@ -80,7 +101,11 @@ def ray_session(cluster: ClusterSpec, cpus_per_trial: int) -> Iterator[None]:
         return
     os.environ.update(RUNTIME_ENV_VARS)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    env = {"env_vars": {k: os.environ[k] for k in RUNTIME_ENV_VARS}}
+    # The spec's own variables (and, on a cluster, pip packages) for every Ray process.
+    env: dict = {"env_vars": {k: os.environ[k] for k in RUNTIME_ENV_VARS}}
+    env["env_vars"] |= cluster.runtime_env.env_vars
+    if cluster.runtime_env.pip and cluster.address != "local":
+        env["pip"] = list(cluster.runtime_env.pip)
     with ExitStack() as cleanup:
         if in_ray_job():
             cleanup.callback(ray.shutdown)
@@ -133,12 +158,6 @@ def in_ray_job() -> bool:
 def starts_local_ray(cluster: ClusterSpec) -> bool:
     """True when this process starts its own Ray on this machine (not a job, not a cluster)."""
     return cluster.address == "local" and not in_ray_job()
-
-
-def cluster_has_gpus() -> bool:
-    import ray
-
-    return ray.cluster_resources().get("GPU", 0) > 0
 
 
 def on_loopback_only() -> bool:

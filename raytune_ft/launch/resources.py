@@ -63,8 +63,19 @@ def live_shapes(nodes: list[dict], local_cpus: int | None = None) -> list[NodeSh
     return shapes
 
 
-def gpus_declared(spec: ExperimentSpec) -> bool:
-    return any(group.gpus > 0 for group in spec.cluster.node_groups)
+def autoscaler_shapes(config: object | None) -> list[NodeShape]:
+    """The node types an autoscaler may start, from Ray's cluster config (KubeRay and `ray up`
+    publish it in the GCS); [] without an autoscaler. An unlimited group counts as 1,000."""
+    shapes = []
+    for group in getattr(config, "node_group_configs", []):
+        offered = dict(group.resources)
+        count = group.max_count if group.max_count >= 0 else 1000
+        if count == 0:
+            continue
+        cpus, gpus = offered.pop("CPU", 0.0), offered.pop("GPU", 0.0)
+        custom = {k: v for k, v in offered.items() if k not in ("memory", "object_store_memory")}
+        shapes.append(NodeShape(group.name or "node-type", cpus, gpus, count, custom))
+    return shapes
 
 
 def check_worker_fits(spec: ExperimentSpec, use_gpu: bool, shapes: list[NodeShape]) -> None:
@@ -101,6 +112,14 @@ def check_storage_reach(spec: ExperimentSpec, nodes: int, declared: bool) -> Non
     storage = spec.storage
     if storage.is_remote or storage.shared:
         return
+    if spec.cluster.address.startswith("ray://"):
+        # Ray Client: this driver is not on the cluster at all.
+        raise UserError(
+            f"storage.path: {storage.path!r} is on this machine, but Ray Client "
+            f"({spec.cluster.address}) runs the workers on the cluster's nodes; expected "
+            "s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, or a path mounted on this machine and on "
+            "every node with storage.shared: true"
+        )
     if nodes <= 1 and not declared:
         return
     where = f"{nodes} nodes" if nodes > 1 else "declared node groups (more nodes than this one)"
@@ -136,22 +155,36 @@ def plan_placement(spec: ExperimentSpec) -> Placement:
     from raytune_ft.launch.local_ray import starts_local_ray
 
     local = starts_local_ray(spec.cluster)
-    return decide_placement(spec, ray.nodes(), local_cpus=(os.cpu_count() or 1) if local else None)
+    if local:
+        return decide_placement(spec, ray.nodes(), local_cpus=os.cpu_count() or 1)
+    try:  # a private API (what Ray Data reads too): without it, the spec's groups only
+        from ray._private.state import state
+
+        config = state.get_cluster_config()
+    except Exception:
+        config = None
+    return decide_placement(spec, ray.nodes(), autoscaled=autoscaler_shapes(config))
 
 
 def decide_placement(
-    spec: ExperimentSpec, nodes: list[dict], local_cpus: int | None = None
+    spec: ExperimentSpec,
+    nodes: list[dict],
+    local_cpus: int | None = None,
+    autoscaled: list[NodeShape] | None = None,
 ) -> Placement:
     """The placement for `ray.nodes()`; `local_cpus` when this process started Ray itself
-    (then declared node groups describe some other cluster, not this machine)."""
+    (then declared node groups describe some other cluster, not this machine). The cluster's
+    shape is the spec's node groups, else the autoscaler's node types, else the live nodes."""
     from raytune_ft.train.policies import choose_use_gpu
 
     local = local_cpus is not None
     live = live_shapes(nodes, local_cpus)
-    declared = [] if local else declared_shapes(spec)
+    declared = [] if local else (declared_shapes(spec) or autoscaled or [])
     has_gpu = any(s.gpus > 0 for s in live + declared)
     lacking = "this machine has no CUDA GPU" if local else "no node of the cluster has GPUs"
     use_gpu = choose_use_gpu(spec, has_gpu, lacking + ("" if local else " (live or declared)"))
     check_worker_fits(spec, use_gpu, live + declared)
-    check_storage_reach(spec, len(live), declared=bool(declared))
+    # Spec groups are worker nodes beside the head; autoscaler node types include the head's.
+    many = bool(spec.cluster.node_groups) or sum(s.count for s in autoscaled or []) > 1
+    check_storage_reach(spec, len(live), declared=many and not local)
     return Placement(use_gpu, declared or live, len(live))

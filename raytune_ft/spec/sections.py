@@ -228,9 +228,20 @@ class DataSpec(Section):
     )
     cache_dir: str | None = Field(
         None,
-        description="Where prepared (cleaned, split, tokenized) data is kept, one folder per "
-        "fingerprint; null: <storage.path>/prepared.",
+        description="A local folder where prepared (cleaned, split, tokenized) data is kept, one "
+        "folder per fingerprint; null: <storage.path>/prepared (a bucket storage: a cache on "
+        "this machine, published to the bucket for the workers).",
     )
+
+    @field_validator("cache_dir")
+    @classmethod
+    def _local_cache(cls, value: str | None) -> str | None:
+        if value is not None and "://" in value:
+            raise ValueError(
+                f"{value!r}: expected a local folder (prepared data is memory-mapped from disk; "
+                "with bucket storage it is published to the bucket by itself)"
+            )
+        return value
 
 
 # --------------------------------------------------------------------------- training

@@ -94,6 +94,10 @@ def submit_command(
     overrides = set_ or []
     typed = load_spec(spec, overrides)
     check_storage(typed)
+    if typed.cluster.node_groups:  # the declared shape is known here: refuse before uploading
+        from raytune_ft.launch.resources import decide_placement
+
+        decide_placement(typed, [])
     plan = plan_upload(typed, spec, overrides, working_dir or Path.cwd(), exclude or [])
     plan.check_size(ray_upload_cap())
     for note in plan.notes:

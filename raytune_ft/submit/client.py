@@ -49,7 +49,10 @@ def resolve_address(option: str | None, env: Mapping[str, str] = os.environ) -> 
     else:
         raise UserError(f"--address: no address given; {EXAMPLE} (or ${API_SERVER_ENV} set to one)")
     value = value.strip()
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise UserError(f"{source}: {value!r} is not a URL ({exc}); {EXAMPLE}") from None
     try:
         port = parts.port
     except ValueError:

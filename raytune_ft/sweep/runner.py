@@ -102,21 +102,18 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
     evaluations_per_trial = _check_space(spec, len(data["train"]))
 
     root = check_storage(spec.storage)
-    if resume:
-        sweep_dir = latest_run(root, spec.name, "tune")
-        if sweep_dir is None or not (sweep_dir / TUNE_DIR).exists():
-            raise UserError(
-                f"--resume: no earlier sweep of {spec.name!r} under {spec.storage.path}"
-            )
-    else:
-        sweep_dir = new_run(root, spec.name, "tune")
-        (sweep_dir / "spec.yaml").write_text(spec_yaml(spec))
-    interrupts.note_run_dir(sweep_dir)
+    sweep_dir = latest_run(root, spec.name, "tune") if resume else None
+    if resume and (sweep_dir is None or not (sweep_dir / TUNE_DIR).exists()):
+        raise UserError(f"--resume: no earlier sweep of {spec.name!r} under {spec.storage.path}")
 
     cpus = spec.scaling.num_workers * spec.scaling.cpus_per_worker
     with ray_session(spec.cluster, cpus):
         placement = plan_placement(spec)
         use_gpu = placement.use_gpu
+        if sweep_dir is None:  # only now: a refused placement leaves no empty folder behind
+            sweep_dir = new_run(root, spec.name, "tune")
+            (sweep_dir / "spec.yaml").write_text(spec_yaml(spec))
+        interrupts.note_run_dir(sweep_dir)
         trainable = tune.with_resources(
             tune.with_parameters(
                 trial_driver,

@@ -158,19 +158,18 @@ def run_training(
     started = time.time()
     data = preflight(spec) if data is None else data
     schedule = spec.schedule(len(data["train"]))
-    if resume:
-        run_dir = resumable_run_dir(spec, "train")
-    else:
-        run_dir = new_run(check_storage(spec.storage), spec.name, "train")
-        (run_dir / "spec.yaml").write_text(spec_yaml(spec))
-    interrupts.note_run_dir(run_dir)
-    (run_dir / "data_report.json").write_json(
-        data.meta | {"prepared": str(data.path), "schedule": asdict(schedule)}
-    )
+    run_dir = resumable_run_dir(spec, "train") if resume else None
     cpus = spec.scaling.num_workers * spec.scaling.cpus_per_worker
     with ray_session(spec.cluster, cpus):
         placement = plan_placement(spec)
         use_gpu = placement.use_gpu
+        if run_dir is None:  # only now: a refused placement leaves no empty run folder behind
+            run_dir = new_run(check_storage(spec.storage), spec.name, "train")
+            (run_dir / "spec.yaml").write_text(spec_yaml(spec))
+        interrupts.note_run_dir(run_dir)
+        (run_dir / "data_report.json").write_json(
+            data.meta | {"prepared": str(data.path), "schedule": asdict(schedule)}
+        )
         trainer = build_trainer(spec, use_gpu, run_dir, "ray-train", data.path)
         try:
             result = interrupts.fit_in_thread(trainer.fit)
@@ -184,6 +183,8 @@ def run_training(
             raise
         except Exception as exc:  # Ray wraps worker errors; the user needs one line + the folder
             raise RunFailed.from_exception(run_dir, exc) from exc
+    if resume and (run_dir / "best-model").exists():
+        (run_dir / "best-model").remove()  # exported before a crash that came before the summary
     with checkpoint.as_directory() as local:
         (run_dir / "best-model").upload(Path(local) / MODEL_DIR)
     summary = {

@@ -12,8 +12,10 @@ from helpers import minimal_spec
 from typer.testing import CliRunner
 
 from raytune_ft.cli import app
+from raytune_ft.errors import UserError
 
 runner = CliRunner()
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
 
 def spec_file(tmp_path: Path, **sections: object) -> Path:
@@ -205,3 +207,49 @@ def test_gpu_only_settings_on_a_cpu_machine_exit_2_before_ray(tmp_path: Path) ->
     assert error_lines(result.output) == [
         "error: scaling.use_gpu: true, but this machine has no CUDA GPU"
     ]
+
+
+def test_a_web_server_given_as_the_gcs_address_is_refused_at_once() -> None:
+    """ray.init retries a port that is not a GCS forever (the dashboard's 8265, typically)."""
+    import http.server
+    import threading
+
+    from raytune_ft.launch.local_ray import check_reachable
+    from raytune_ft.spec.sections import ClusterSpec
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(UserError) as caught:
+            check_reachable(ClusterSpec(address=f"127.0.0.1:{server.server_port}"))
+    finally:
+        server.shutdown()
+    (line,) = caught.value.problems
+    assert f"127.0.0.1:{server.server_port} is a web server (HTTP/1.0" in line
+    assert "expected HOST:6379" in line
+
+
+def test_render_into_a_path_under_a_file_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    result = runner.invoke(
+        app,
+        [
+            "k8s",
+            "render",
+            str(EXPERIMENTS / "quickstart.yaml"),
+            "--set",
+            "storage.path=/mnt/runs",
+            "-o",
+            str(blocker / "sub"),
+        ],
+    )
+    assert result.exit_code == 2, result.output
+    assert f"error: -o {blocker / 'sub'}: cannot write" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_malformed_jobs_address_is_one_line() -> None:
+    result = runner.invoke(app, ["jobs", "list", "--address", "http://[::1"])
+    assert result.exit_code == 2, result.output
+    assert "error: --address: 'http://[::1' is not a URL" in result.output

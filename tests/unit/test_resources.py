@@ -11,7 +11,6 @@ from raytune_ft.launch.resources import (
     check_storage_reach,
     check_worker_fits,
     declared_shapes,
-    gpus_declared,
     live_shapes,
     trial_capacity,
 )
@@ -36,7 +35,6 @@ def spec_with(scaling: dict | None = None, groups: list | None = None, storage: 
 
 def test_gpu_groups_that_start_at_zero_still_mean_gpus_and_count_at_full_size() -> None:
     spec = spec_with({"num_workers": 2, "use_gpu": True}, GPU_GROUPS)
-    assert gpus_declared(spec)
     shapes = declared_shapes(spec)
     # 4 one-GPU nodes + 2 eight-GPU nodes = 20 GPU workers: 10 two-worker trials.
     assert trial_capacity(spec, True, shapes) == 10
@@ -133,3 +131,37 @@ def test_without_declared_groups_the_live_cluster_decides() -> None:
     assert not placement.use_gpu and placement.trial_capacity(spec_with()) == 4
     with pytest.raises(UserError, match=r"scaling.use_gpu: true, but no node of the cluster"):
         decide_placement(spec_with({"use_gpu": True}), HEAD_ONLY)
+
+
+def test_the_autoscalers_node_types_are_the_shape_when_the_spec_declares_none() -> None:
+    """KubeRay and `ray up` publish their node types in the GCS: a GPU group at zero nodes
+    still means GPU trials, even when the spec names no node groups."""
+    from types import SimpleNamespace
+
+    from raytune_ft.launch.resources import autoscaler_shapes, decide_placement
+
+    def group(name: str, count: int, **resources: float) -> SimpleNamespace:
+        return SimpleNamespace(name=name, max_count=count, resources=resources)
+
+    config = SimpleNamespace(
+        node_group_configs=[
+            group("head", 1, CPU=0.0, memory=8e9),
+            group("gpu", 4, CPU=8.0, GPU=1.0, memory=3e10),
+            group("unused", 0, CPU=64.0),
+        ]
+    )
+    shapes = autoscaler_shapes(config)
+    assert [(s.name, s.count, s.gpus) for s in shapes] == [("head", 1, 0.0), ("gpu", 4, 1.0)]
+    spec = spec_with({"num_workers": 2})
+    placement = decide_placement(spec, HEAD_ONLY, autoscaled=shapes)
+    assert placement.use_gpu and placement.trial_capacity(spec) == 2
+    with pytest.raises(UserError, match="the cluster has declared node groups"):
+        decide_placement(spec_with(storage={"path": "/data/runs"}), HEAD_ONLY, autoscaled=shapes)
+
+
+def test_ray_client_drivers_cannot_use_a_local_folder() -> None:
+    spec = validate_spec(
+        minimal_spec(cluster={"address": "ray://10.0.0.5:10001"}, storage={"path": "/tmp/runs"})
+    )
+    with pytest.raises(UserError, match=r"is on this machine, but Ray Client"):
+        check_storage_reach(spec, nodes=1, declared=False)
