@@ -179,8 +179,6 @@ def run_training(
             )
         except KeyboardInterrupt:
             raise Interrupted(interrupts.received() or signal.SIGINT, run_dir) from None
-        except UserError:
-            raise
         except Exception as exc:  # Ray wraps worker errors; the user needs one line + the folder
             raise RunFailed.from_exception(run_dir, exc) from exc
     if resume and (run_dir / "best-model").exists():
