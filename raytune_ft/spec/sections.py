@@ -479,7 +479,7 @@ class StorageSpec(Section):
     )
     endpoint_url: str | None = Field(
         None,
-        pattern=r"^https?://[^\s/]+(/.*)?$",
+        pattern=r"^https?://[^\s/@]+(/.*)?$",  # no user:password@ in a spec
         description="An S3-compatible endpoint (MinIO, Ceph, R2) or a GCS emulator; null: the "
         "provider's. Credentials come from the environment, never from the spec.",
     )
