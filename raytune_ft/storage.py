@@ -39,6 +39,10 @@ class Location:
         return Location(self.fs, f"{self.path.rstrip('/')}/{name}", self.scheme)
 
     @property
+    def parent(self) -> Location:
+        return Location(self.fs, self.path.rstrip("/").rsplit("/", 1)[0], self.scheme)
+
+    @property
     def name(self) -> str:
         return self.path.rstrip("/").rsplit("/", 1)[-1]
 
@@ -101,6 +105,45 @@ class Location:
 
         fs.copy_files(str(local_dir), self.path, destination_filesystem=self.fs, use_threads=True)
 
+    def copy_to(self, target: Location) -> None:
+        """Copy this folder to `target` in the same storage. Refuses to replace a folder."""
+        if target.exists():
+            raise FileExistsError(f"{target.uri} exists; refusing to overwrite it")
+        if self.is_local:
+            target.upload(self.local_path)
+            return
+        from pyarrow import fs
+
+        fs.copy_files(
+            self.path, target.path, source_filesystem=self.fs, destination_filesystem=target.fs
+        )
+
+    def move_to(self, target: Location) -> None:
+        """Move this folder to `target` (a rename on a local disk; copy, then delete, in a
+        bucket, which has no rename). Refuses to replace a folder."""
+        if self.is_local and target.is_local:
+            if target.exists():
+                raise FileExistsError(f"{target.uri} exists; refusing to overwrite it")
+            self.local_path.rename(target.local_path)
+            return
+        self.copy_to(target)
+        self.remove()
+
+    def size_bytes(self) -> int:
+        """Total bytes of the files under this folder."""
+        from pyarrow import fs
+
+        selector = fs.FileSelector(self.path, recursive=True, allow_not_found=True)
+        return sum(
+            i.size or 0 for i in self.fs.get_file_info(selector) if i.type == fs.FileType.File
+        )
+
+    def remove_file(self) -> None:
+        if self.is_local:
+            self.local_path.unlink(missing_ok=True)
+        else:
+            self.fs.delete_file(self.path)
+
     def remove(self) -> None:
         """Delete this folder and everything in it."""
         if self.is_local:
@@ -114,7 +157,9 @@ class Location:
 
         tmp = local_dir.with_name(f".{local_dir.name}.partial")
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.parent.mkdir(parents=True, exist_ok=True)
+        # Made here: pyarrow creates the subfolders it lists, but not the top one when the
+        # bucket has no marker object for it (folders copied within a bucket have none).
+        tmp.mkdir(parents=True)
         fs.copy_files(self.path, str(tmp), source_filesystem=self.fs, use_threads=True)
         tmp.replace(local_dir)
 

@@ -33,6 +33,8 @@ def keyword_spec(tiny_bert: Path, data: Path, storage: Path, **train: object) ->
             "learning_rate": 3e-3,
             "eval_every": 10,
             "log_every": 1,
+            # A resume checkpoint at every evaluation: the tests kill and resume runs.
+            "checkpoint": {"every_evals": 1},
             **train,
         },
         "deepspeed": {"zero_stage": 2},

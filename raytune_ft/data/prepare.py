@@ -225,7 +225,9 @@ def _prepare_into(spec: ExperimentSpec, tokenizer: Any, path: Path) -> None:
                 "shorter prompts"
             )
         features = task.finish_split(features, which, tokenizer, spec.data.max_length)
-        features.save_to_disk(str(tmp / which))
+        # An empty split (e.g. data.split.test: 0) needs one explicit shard: with none,
+        # `datasets` saves no Arrow file and cannot load the split back.
+        features.save_to_disk(str(tmp / which), **({} if len(features) else {"num_shards": 1}))
         sizes[which] = len(features)
     meta = {
         "fingerprint": path.name,

@@ -73,7 +73,7 @@ def evaluate_model_dir(
         return {}
     task = task_for(spec.task)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    model = load_trained_model(model_dir, spec.model, task, prepared.labels).eval()
+    model = load_trained_model(model_dir, spec.model, task, prepared.labels).eval()  # saved dtype
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     indices = list(range(len(data)))
@@ -86,12 +86,22 @@ def evaluate_model_dir(
         spec.train.micro_batch_size * 2,
         device,
     )
-    result: dict[str, Any] = task.metrics(stats, split)
+    generated = None
     if task.generation is not None:
         sample = indices[: task.generation.samples]
         generated = collect_generations(
             model, task, tokenizer, data, sample, spec.train.micro_batch_size, device
         )
+    return split_metrics(task, data, stats, split, generated)
+
+
+def split_metrics(
+    task: Task, data: Any, stats: Stats, split: str, generated: Stats | None = None
+) -> dict[str, Any]:
+    """`{split}_<metric>` from every row's statistics (and generations), plus `slices`: the
+    same metrics per data.group_column value when the data has groups."""
+    result: dict[str, Any] = task.metrics(stats, split)
+    if generated is not None:
         result |= task.generation_metrics(generated, split)
     if GROUP_KEY in data.column_names:
         groups: dict[str, list[int]] = defaultdict(list)

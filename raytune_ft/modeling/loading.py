@@ -49,6 +49,8 @@ def build_model(
     labels: list[str] | None,
     empty: bool = False,
     dtype: torch.dtype | None = None,
+    attention: str | None = None,
+    liger: bool = False,
 ) -> torch.nn.Module:
     """The task's model (a fresh head for `labels` where it has one), in LoRA if asked.
 
@@ -57,25 +59,38 @@ def build_model(
     dtype: weights are created or read in it, never in fp32 first and then cast. `empty`
     builds the same model on the meta device, with no weights read or allocated: the
     pre-flight uses it to find configuration errors (PEFT targets, the architecture) in
-    seconds on the driver, before any worker starts.
+    seconds on the driver, before any worker starts. `attention` picks the attention kernels
+    (None: the model's default); `liger` patches in liger-kernel's Triton kernels.
     """
     source = resolve_model_source(model_spec.name_or_path)
     config = load_config(model_spec, task, labels)
     cls = auto_class(task)
+    kernels = {"attn_implementation": attention} if attention else {}
     try:
         if empty:
             with torch.device("meta"):
-                model = cls.from_config(config, trust_remote_code=model_spec.trust_remote_code)
+                model = cls.from_config(
+                    config, trust_remote_code=model_spec.trust_remote_code, **kernels
+                )
         elif model_spec.init == "random":
             model = cls.from_config(
-                config, trust_remote_code=model_spec.trust_remote_code, dtype=dtype
+                config, trust_remote_code=model_spec.trust_remote_code, dtype=dtype, **kernels
             )
         else:
             model = cls.from_pretrained(
-                source, config=config, dtype=dtype, **_hub_kwargs(model_spec)
+                source, config=config, dtype=dtype, **kernels, **_hub_kwargs(model_spec)
             )
     except (OSError, ValueError) as exc:
+        if attention and attention in str(exc):
+            raise UserError(
+                f"performance.attention: {attention!r} is not supported by "
+                f"{type(config).__name__} ({str(exc).splitlines()[0]})"
+            ) from None
         raise _model_error(model_spec, exc) from None
+    if liger:
+        from liger_kernel.transformers import _apply_liger_kernel_to_instance
+
+        _apply_liger_kernel_to_instance(model=model)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = model.config.eos_token_id
     if peft_spec.method == "lora":

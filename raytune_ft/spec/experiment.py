@@ -14,6 +14,7 @@ from raytune_ft.spec.sections import (
     DeepSpeedSpec,
     ModelSpec,
     PeftSpec,
+    PerformanceSpec,
     ScalingSpec,
     Section,
     StorageSpec,
@@ -71,6 +72,7 @@ class ExperimentSpec(Section):
     data: DataSpec
     train: TrainSpec = TrainSpec()
     deepspeed: DeepSpeedSpec = DeepSpeedSpec()
+    performance: PerformanceSpec = PerformanceSpec()
     scaling: ScalingSpec = ScalingSpec()
     sweep: SweepSpec | None = None
     storage: StorageSpec = StorageSpec()

@@ -252,6 +252,33 @@ class EarlyStoppingSpec(Section):
     min_delta: float = Field(0.0, ge=0)
 
 
+class CheckpointSpec(Section):
+    """Resume checkpoints (optimizer state, sharded per rank) and model exports.
+
+    Evaluations happen at `train.eval_every`; a resume checkpoint is saved only at the
+    evaluations this section picks, so a frequent evaluation costs no optimizer-state writes.
+    The best model is kept as `best-model/` (16-bit weights, trained parameters only for PEFT),
+    exported when the metric improves.
+    """
+
+    every_evals: int | None = Field(
+        None, ge=1, description="Save at every Nth evaluation; null: by time only."
+    )
+    every_minutes: float | None = Field(
+        30.0,
+        gt=0,
+        description="Save at the first evaluation this long after the last save (or the "
+        "start); null: by evaluation count only. Bounds the work a failure loses.",
+    )
+    at_end: bool = Field(
+        False, description="Also save after the last step (to continue training later)."
+    )
+    keep: int = Field(1, ge=1, le=1000, description="Newest resume checkpoints kept.")
+    export_final: bool = Field(
+        False, description="Also export the final model as final-model/ (besides best-model/)."
+    )
+
+
 class TrainSpec(Section):
     epochs: int = Field(3, ge=1, le=10000)
     max_steps: int | None = Field(None, ge=1, description="Optimizer steps; caps epochs.")
@@ -286,7 +313,7 @@ class TrainSpec(Section):
         "objective); null: the task's default. Its direction comes from the task.",
     )
     early_stopping: EarlyStoppingSpec | None = None
-    keep_checkpoints: int = Field(2, ge=1, description="Best checkpoints kept by metric.")
+    checkpoint: CheckpointSpec = CheckpointSpec()
 
 
 class DeepSpeedSpec(Section):
@@ -301,6 +328,33 @@ class DeepSpeedSpec(Section):
         if self.offload_params != "none" and self.zero_stage != 3:
             raise ValueError("offload_params needs zero_stage 3")
         return self
+
+
+class PerformanceSpec(Section):
+    """Speed features. `auto` turns a feature on where it helps and is installed (GPU) and off
+    where it does not (CPU); what each run really used is in its runtime.json."""
+
+    attention: Literal["auto", "sdpa", "flash_attention_2", "eager"] = Field(
+        "auto",
+        description="auto: flash_attention_2 on GPU when flash-attn is installed, else sdpa.",
+    )
+    liger: Literal["auto"] | bool = Field(
+        "auto",
+        description="Liger Triton kernels (RMSNorm, RoPE, SwiGLU, fused linear cross-entropy) "
+        "for the architectures liger-kernel supports; auto: on GPU when installed.",
+    )
+    fused_optimizer: Literal["auto"] | bool = Field(
+        "auto", description="torch's fused AdamW (one kernel per step); auto: on GPU."
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in backward: less memory, ~30% more compute."
+    )
+    compile: bool = Field(False, description="torch.compile the model (slow first steps).")
+    dataloader_workers: Literal["auto"] | Annotated[int, Field(ge=0, le=64)] = Field(
+        "auto",
+        description="Processes collating batches beside each training worker; auto: 2 on GPU, "
+        "0 on CPU (where they would take cores from the model).",
+    )
 
 
 class ScalingSpec(Section):

@@ -6,7 +6,7 @@ import itertools
 import math
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,12 +22,12 @@ from raytune_ft.spec.sections import Distribution
 from raytune_ft.storage import Location, check_storage, latest_run, location_of, new_run
 from raytune_ft.sweep.registry import make_scheduler, make_searcher
 from raytune_ft.sweep.space import apply_params, param_space
+from raytune_ft.train.export import exported
 from raytune_ft.train.failures import describe, root_cause
 from raytune_ft.train.policies import check_device_settings
 from raytune_ft.train.runner import build_trainer, evaluate_remote, preflight
 
 TUNE_DIR = "ray-tune"
-CHECKPOINT_PATH_KEY = "checkpoint_path"  # added to Tune results by TuneReportCallback
 DRIVER_CPUS = 0.01  # a trial driver only waits on its TorchTrainer
 
 
@@ -44,13 +44,14 @@ def trial_driver(
     use_gpu: bool,
     prepared_dir: str,
 ) -> None:
-    """One Tune trial: the sampled params applied to the spec, trained by a TorchTrainer.
+    """One Tune trial: the sampled params applied to the spec, then trained.
 
-    Ray Train V2 pattern: TuneReportCallback turns each rank-0 train report into a Tune result,
-    so schedulers see every evaluation and can stop the trial early.
+    A one-worker trial trains right here, in the trial's process (`in_process`): no worker
+    group to start. A multi-worker trial runs a TorchTrainer whose TuneReportCallback turns
+    each rank-0 report into a Tune result (the Ray Train V2 pattern), so schedulers see every
+    evaluation either way and can stop the trial early.
     """
     from ray import tune
-    from ray.tune.integration.ray_train import TuneReportCallback
 
     # Spaces too large to check every combination up front are checked here, per sample: the
     # trial fails at once with the reason (Optuna records it as failed) instead of training.
@@ -58,16 +59,54 @@ def trial_driver(
     check_device_settings(spec, use_gpu)
     trial_id = tune.get_context().get_trial_id()
     trial_dir = location_of(sweep_dir, spec.storage) / "trials" / trial_id
-    (trial_dir / "spec.yaml").write_text(spec_yaml(spec))
+    spec_file = trial_dir / "spec.yaml"
+    if not spec_file.exists():
+        spec_file.write_text(spec_yaml(spec))
+    prepared = _prepared_for(spec, base_spec, Path(prepared_dir))
+    if spec.scaling.num_workers == 1:
+        from raytune_ft.sweep.in_process import train_in_trial
+        from raytune_ft.train.loop import WorkerArgs
+
+        args = WorkerArgs(
+            spec=spec.model_dump(mode="json"),
+            run_dir=trial_dir.uri,
+            use_gpu=use_gpu,
+            prepared_dir=str(prepared),
+            evaluate_test=False,
+        )
+        train_in_trial(args)
+        return
+    from ray.tune.integration.ray_train import TuneReportCallback
+
     trainer = build_trainer(
         spec,
         use_gpu,
         trial_dir,
         "ray-train",
-        _prepared_for(spec, base_spec, Path(prepared_dir)),
+        prepared,
         callbacks=[TuneReportCallback()],
+        evaluate_test=False,
     )
     trainer.fit()
+
+
+def trial_resources(
+    base_spec: dict[str, Any], use_gpu: bool
+) -> Callable[[dict[str, Any]], dict[str, float]]:
+    """What Tune reserves for a trial, from its sampled params: a one-worker trial trains in
+    its own process, so it holds the worker's CPUs and GPU share; a multi-worker trial's
+    process only waits on its worker group, which asks for its own resources."""
+
+    def resources(params: dict[str, Any]) -> dict[str, float]:
+        try:
+            spec = validate_spec(apply_params(base_spec, params))
+        except UserError:  # the trial fails at once with the reason (trial_driver)
+            return {"CPU": DRIVER_CPUS}
+        if spec.scaling.num_workers == 1:
+            return spec.scaling.worker_resources(use_gpu)
+        return {"CPU": DRIVER_CPUS}
+
+    return resources
 
 
 def _prepared_for(spec: ExperimentSpec, base_spec: dict[str, Any], prepared: Path) -> Path:
@@ -114,15 +153,16 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
             sweep_dir = new_run(root, spec.name, "tune")
             (sweep_dir / "spec.yaml").write_text(spec_yaml(spec))
         interrupts.note_run_dir(sweep_dir)
+        base_spec = spec.model_dump(mode="json")
         trainable = tune.with_resources(
             tune.with_parameters(
                 trial_driver,
-                base_spec=spec.model_dump(mode="json"),
+                base_spec=base_spec,
                 sweep_dir=sweep_dir.uri,
                 use_gpu=use_gpu,
                 prepared_dir=str(data.path),
             ),
-            {"CPU": DRIVER_CPUS},
+            _as_placement(trial_resources(base_spec, use_gpu)),
         )
         if resume:
             tuner = tune.Tuner.restore(
@@ -141,9 +181,17 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
                     search_alg=make_searcher(spec, trial_concurrency(spec, placement)),
                     scheduler=make_scheduler(spec, evaluations_per_trial),
                     num_samples=spec.sweep.num_samples,
+                    # A warm trial process (imports done, CUDA up) takes the next trial.
+                    reuse_actors=True,
                 ),
                 run_config=tune.RunConfig(
-                    name=TUNE_DIR, storage_path=sweep_dir.path, storage_filesystem=sweep_dir.fs
+                    name=TUNE_DIR,
+                    storage_path=sweep_dir.path,
+                    storage_filesystem=sweep_dir.fs,
+                    # A one-worker trial that dies restarts from its last checkpoint here
+                    # (a worker group restarts inside its TorchTrainer instead).
+                    failure_config=tune.FailureConfig(max_failures=spec.scaling.max_failures),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.train.checkpoint.keep),
                 ),
             )
         try:
@@ -156,11 +204,11 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
             best_spec = validate_spec(
                 apply_params(spec.model_dump(mode="json"), summary["best_config"])
             )
-            checkpoint = _best_checkpoint(best, spec, sweep_dir)
+            best_model = _publish_best_model(best, spec, sweep_dir)
             summary["test_metrics"] = (
                 evaluate_remote(
                     best_spec,
-                    checkpoint,
+                    best_model,
                     use_gpu,
                     _prepared_for(best_spec, spec.model_dump(mode="json"), data.path),
                 )
@@ -175,13 +223,32 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
             raise RunFailed.from_exception(sweep_dir, exc) from exc
     (sweep_dir / "best-spec.yaml").write_text(spec_yaml(best_spec, drop={"sweep"}))
     summary["best_spec"] = (sweep_dir / "best-spec.yaml").uri
-    summary["best_checkpoint"] = (
-        f"{sweep_dir.scheme}://{checkpoint.path}" if sweep_dir.scheme else checkpoint.path
-    )
+    summary["best_model"] = best_model.uri
     summary["storage"] = sweep_dir.uri
     summary["wall_time_s"] = round(time.time() - started, 1)
     (sweep_dir / "summary.json").write_json(summary)
     return SweepOutcome(sweep_dir, summary)
+
+
+def _publish_best_model(best: Any, spec: ExperimentSpec, sweep_dir: Location) -> Location:
+    """Copy the best trial's best export to the sweep's `best-model/` (the trial keeps its
+    own: a later `--resume` may pick another trial)."""
+    trial_dir = sweep_dir / "trials" / str(best.metrics["trial_id"])
+    found = exported(trial_dir, "best")
+    if found is None:
+        raise RuntimeError(f"the best trial exported no model: {trial_dir.uri}")
+    target = sweep_dir / "best-model"
+    if target.exists():
+        target.remove()
+    found[0].copy_to(target)
+    return target
+
+
+def _as_placement(resources: Callable[[dict[str, Any]], dict[str, float]]) -> Any:
+    """Tune takes per-trial resources as a function returning a PlacementGroupFactory."""
+    from ray.tune import PlacementGroupFactory
+
+    return lambda params: PlacementGroupFactory([resources(params)])
 
 
 MAX_CHECKED_COMBINATIONS = 4096
@@ -290,27 +357,6 @@ def _summarize(
         "trials": counts | {"total": len(grid)},
         "evaluations_per_trial": evaluations_per_trial,
     }
-
-
-def _best_checkpoint(best: Any, spec: ExperimentSpec, sweep_dir: Location) -> Any:
-    """The best-scoring checkpoint that the best trial still has."""
-    from ray.train import Checkpoint
-
-    frame = best.metrics_dataframe.dropna(subset=[CHECKPOINT_PATH_KEY])
-    # Retention keeps the top-k by score; on ties it keeps later ones, so prefer the latest
-    # evaluation among equals, and skip any checkpoint folder that retention already removed.
-    frame = frame[[_may_exist(p, sweep_dir) for p in frame[CHECKPOINT_PATH_KEY]]]
-    ascending = spec.metric_mode == "min"
-    frame = frame.sort_values([spec.metric, "training_iteration"], ascending=[ascending, False])
-    if frame.empty:
-        raise RuntimeError(f"the best trial has no checkpoint left: {best.path}")
-    row = frame.iloc[0]
-    return Checkpoint(row[CHECKPOINT_PATH_KEY], filesystem=sweep_dir.fs)
-
-
-def _may_exist(path: str, sweep_dir: Location) -> bool:
-    """False for a checkpoint folder that retention already removed."""
-    return Location(sweep_dir.fs, path, sweep_dir.scheme).exists()
 
 
 def _plain(value: Any) -> Any:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from raytune_ft.errors import UserError
 from raytune_ft.spec.experiment import ExperimentSpec
+from raytune_ft.spec.sections import PerformanceSpec
 
 Precision = Literal["fp32", "bf16", "fp16"]
 
@@ -35,6 +37,75 @@ def check_device_settings(spec: ExperimentSpec, use_gpu: bool) -> None:
     """Settings that only the chosen device decides, checked on the driver before launch."""
     if not use_gpu:
         resolve_precision(spec.train.precision, on_gpu=False, gpu_has_bf16=False)
+        perf = spec.performance
+        if perf.liger is True:
+            raise UserError("performance.liger: true needs a GPU (Triton kernels); use auto")
+        if perf.attention == "flash_attention_2":
+            raise UserError(
+                "performance.attention: flash_attention_2 needs a GPU; use auto or sdpa"
+            )
+
+
+@dataclass(frozen=True)
+class Performance:
+    """The speed features a worker really uses (recorded in runtime.json)."""
+
+    attention: str | None  # None: the model's own default (sdpa where it supports it)
+    liger: bool
+    fused_optimizer: bool
+    gradient_checkpointing: bool
+    compile: bool
+    dataloader_workers: int
+    pin_memory: bool
+
+
+def resolve_performance(
+    perf: PerformanceSpec,
+    on_gpu: bool,
+    installed: frozenset[str],
+    model_type: str,
+    liger_model_types: frozenset[str],
+) -> Performance:
+    """`auto` settled for this device and installation; an explicit ask that cannot be met is
+    an error naming the field, not a silent fallback (a benchmark would measure the wrong
+    thing). `installed` holds the importable optional packages ("flash_attn", "liger_kernel");
+    `liger_model_types` the architectures liger-kernel can patch."""
+    if perf.attention == "flash_attention_2" and "flash_attn" not in installed:
+        raise UserError(
+            "performance.attention: flash_attention_2, but flash-attn is not installed on the "
+            "workers; pip install flash-attn, or use sdpa"
+        )
+    if perf.attention == "auto":
+        attention = "flash_attention_2" if on_gpu and "flash_attn" in installed else None
+    else:
+        attention = perf.attention
+    if perf.liger is True:
+        if "liger_kernel" not in installed:
+            raise UserError(
+                "performance.liger: true, but liger-kernel is not installed on the workers; "
+                "pip install liger-kernel"
+            )
+        if model_type not in liger_model_types:
+            raise UserError(
+                f"performance.liger: liger-kernel has no kernels for model type {model_type!r}; "
+                f"expected one of {', '.join(sorted(liger_model_types))}"
+            )
+    liger = (perf.liger is True) or (
+        perf.liger == "auto"
+        and on_gpu
+        and "liger_kernel" in installed
+        and model_type in liger_model_types
+    )
+    workers = perf.dataloader_workers
+    return Performance(
+        attention=attention,
+        liger=liger,
+        fused_optimizer=on_gpu if perf.fused_optimizer == "auto" else bool(perf.fused_optimizer),
+        gradient_checkpointing=perf.gradient_checkpointing,
+        compile=perf.compile,
+        dataloader_workers=(2 if on_gpu else 0) if workers == "auto" else int(workers),
+        pin_memory=on_gpu,
+    )
 
 
 def deepspeed_config(spec: ExperimentSpec, precision: Precision) -> dict[str, Any]:
@@ -46,7 +117,7 @@ def deepspeed_config(spec: ExperimentSpec, precision: Precision) -> dict[str, An
     if ds.offload_params == "cpu":
         zero["offload_param"] = {"device": "cpu", "pin_memory": True}
     if ds.zero_stage == 3:
-        # Lets rank 0 write a whole HF model at each checkpoint.
+        # The best-model export gathers 16-bit weights once, onto rank 0 only.
         zero["stage3_gather_16bit_weights_on_model_save"] = True
     config: dict[str, Any] = {
         "train_batch_size": spec.global_batch_size,

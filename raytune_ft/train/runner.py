@@ -25,8 +25,9 @@ from raytune_ft.spec.experiment import ExperimentSpec
 from raytune_ft.spec.sections import ModelSpec
 from raytune_ft.storage import Location, check_storage, new_run
 from raytune_ft.tasks.registry import task_for
+from raytune_ft.train.export import publish
 from raytune_ft.train.failures import FailFastOnDeterministicErrors
-from raytune_ft.train.loop import MODEL_DIR, RUNTIME_FILE, WorkerArgs, train_worker
+from raytune_ft.train.loop import RUNTIME_FILE, TEST_METRICS_FILE, WorkerArgs, train_worker
 from raytune_ft.train.policies import choose_use_gpu
 
 
@@ -72,9 +73,10 @@ def build_trainer(
     name: str,
     prepared_dir: Path,
     callbacks: list[Any] | None = None,
+    evaluate_test: bool = True,
 ) -> Any:
-    """A TorchTrainer for this spec, writing under `run_dir/name`; checkpoints kept by the
-    spec's metric."""
+    """A TorchTrainer for this spec, writing under `run_dir/name`; the newest
+    `train.checkpoint.keep` resume checkpoints are kept (the best model is an export)."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
@@ -94,6 +96,7 @@ def build_trainer(
                 run_dir=run_dir.uri,
                 use_gpu=use_gpu,
                 prepared_dir=str(prepared_dir),
+                evaluate_test=evaluate_test,
             )
         ),
         scaling_config=ray.train.ScalingConfig(
@@ -106,11 +109,8 @@ def build_trainer(
             storage_path=run_dir.path,
             storage_filesystem=run_dir.fs,
             failure_config=ray.train.FailureConfig(max_failures=spec.scaling.max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(
-                num_to_keep=spec.train.keep_checkpoints,
-                checkpoint_score_attribute=spec.metric,
-                checkpoint_score_order=spec.metric_mode,
-            ),
+            # Ray deletes a whole checkpoint folder (optimizer shards included) past the limit.
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=spec.train.checkpoint.keep),
             callbacks=[FailFastOnDeterministicErrors(), *(callbacks or [])],
             # Ray Train's INFO lines (every report, every checkpoint) drown the progress lines.
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),
@@ -119,36 +119,109 @@ def build_trainer(
 
 
 def evaluate_remote(
-    spec: ExperimentSpec, checkpoint: Any, use_gpu: bool, prepared_dir: Path, split: str = "test"
+    spec: ExperimentSpec, model: Location, use_gpu: bool, prepared_dir: Path, split: str = "test"
 ) -> dict[str, Any]:
-    """Evaluate a Ray checkpoint's model on a prepared split, in a Ray task sized like one
-    worker."""
+    """Score an exported model on a prepared split, in a Ray task sized like one worker. For
+    what the worker group could not test itself: the best model of a run restarted after
+    its export, and a sweep's best trial."""
     import ray
 
     need = spec.scaling.worker_resources(use_gpu)
     custom = {k: v for k, v in need.items() if k not in ("CPU", "GPU")}
 
     @ray.remote(num_cpus=need["CPU"], num_gpus=need.get("GPU", 0), resources=custom)
-    def _evaluate(spec_dict: dict[str, Any], ckpt: Any, which: str, data: str) -> dict[str, Any]:
+    def _evaluate(spec_dict: dict[str, Any], where: Location, which: str, data: str) -> Any:
+        import tempfile
+
         from raytune_ft.data.prepare import fetch_prepared
         from raytune_ft.evaluation.evaluate import evaluate_model_dir
 
         typed = ExperimentSpec.model_validate(spec_dict)
         fetch_prepared(typed, Path(data))
-        with ckpt.as_directory() as local:
-            return evaluate_model_dir(typed, Path(local) / MODEL_DIR, which, data)
+        if where.is_local:
+            return evaluate_model_dir(typed, where.local_path, which, data)
+        with tempfile.TemporaryDirectory(prefix="raytune-ft-eval-") as tmp:
+            where.download(Path(tmp) / "model")
+            return evaluate_model_dir(typed, Path(tmp) / "model", which, data)
 
-    return ray.get(
-        _evaluate.remote(spec.model_dump(mode="json"), checkpoint, split, str(prepared_dir))
-    )
+    return ray.get(_evaluate.remote(spec.model_dump(mode="json"), model, split, str(prepared_dir)))
 
 
-def best_checkpoint(result: Any, spec: ExperimentSpec) -> tuple[Any, dict[str, Any]]:
-    candidates = [(c, m) for c, m in (result.best_checkpoints or []) if spec.metric in m]
-    if not candidates:
-        raise RuntimeError("training reported no checkpoint with " + spec.metric)
-    pick = max if spec.metric_mode == "max" else min
-    return pick(candidates, key=lambda cm: cm[1][spec.metric])
+def run_events(run_dir: Location) -> dict[str, Any]:
+    """Checkpoint and export costs from a run's step log: count, seconds and bytes each."""
+    log = run_dir / "steps.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    out: dict[str, Any] = {"throughput": throughput(records)}
+    for kind, name in (("checkpoint", "checkpoints"), ("export", "exports")):
+        events = [r for r in records if r.get("event") == kind and "bytes" in r]
+        out[name] = {
+            "count": len(events),
+            "seconds": [e["seconds"] for e in events],
+            "bytes": [e["bytes"] for e in events],
+            "steps": [e["step"] for e in events],
+        }
+    return out
+
+
+def throughput(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Tokens per second of training steps alone, after the first tenth of the step records
+    (warm-up: allocator, kernels, compilation), from the step log's cumulative tokens and
+    training seconds (which leave evaluations, checkpoints and exports out)."""
+    steps = [r for r in records if "tokens" in r and "train_s" in r]
+    if len(steps) < 2:
+        return {}
+    first = steps[max(1, len(steps) // 10) - 1] if len(steps) > 2 else steps[0]
+    last = steps[-1]
+    seconds = last["train_s"] - first["train_s"]
+    tokens = last["tokens"] - first["tokens"]
+    return {
+        "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
+        "tokens": tokens,
+        "seconds": round(seconds, 3),
+        "from_step": first["step"],
+        "to_step": last["step"],
+        "steps_per_s": round((last["step"] - first["step"]) / seconds, 3) if seconds > 0 else None,
+    }
+
+
+TIMING_KEYS = (
+    "time_train_s",
+    "time_eval_s",
+    "time_checkpoint_s",
+    "time_export_s",
+    "tokens_seen",
+    "tokens_per_s",
+    "peak_memory_bytes",
+)
+
+
+def finish_run(
+    spec: ExperimentSpec, run_dir: Location, use_gpu: bool, prepared_dir: Path, last: dict
+) -> dict[str, Any]:
+    """After training: publish the exports, take the test metrics (the workers' own, else
+    score best-model/ once), and gather what the summary says about the run."""
+    exports = publish(run_dir)
+    if "best" not in exports:
+        raise RuntimeError(f"training exported no best model under {run_dir.uri}")
+    best_model, best = exports["best"]
+    test_file = run_dir / TEST_METRICS_FILE
+    test_metrics: dict[str, Any] = {}
+    if test_file.exists():
+        test_metrics = json.loads(test_file.read_text())
+    if test_metrics.pop("step", None) != best["step"]:
+        test_metrics = evaluate_remote(spec, best_model, use_gpu, prepared_dir)
+        if test_metrics:
+            test_file.write_json(test_metrics | {"step": best["step"]})
+    return {
+        "best_validation": best[spec.metric],
+        "best_step": best["step"],
+        "validation_metrics": {k: v for k, v in best.items() if k.startswith("eval_")},
+        "test_metrics": test_metrics,
+        "best_model": best_model.uri,
+        "final_model": exports["final"][0].uri if "final" in exports else None,
+        "timings": {k: last[k] for k in TIMING_KEYS if k in last},
+        **run_events(run_dir),
+    }
 
 
 def run_training(
@@ -173,28 +246,16 @@ def run_training(
         trainer = build_trainer(spec, use_gpu, run_dir, "ray-train", data.path)
         try:
             result = interrupts.fit_in_thread(trainer.fit)
-            checkpoint, best_metrics = best_checkpoint(result, spec)
-            test_metrics = (
-                evaluate_remote(spec, checkpoint, use_gpu, data.path) if len(data["test"]) else {}
-            )
+            outcome = finish_run(spec, run_dir, use_gpu, data.path, result.metrics or {})
         except KeyboardInterrupt:
             raise Interrupted(interrupts.received() or signal.SIGINT, run_dir) from None
         except Exception as exc:  # Ray wraps worker errors; the user needs one line + the folder
             raise RunFailed.from_exception(run_dir, exc) from exc
-    if resume and (run_dir / "best-model").exists():
-        (run_dir / "best-model").remove()  # exported before a crash that came before the summary
-    with checkpoint.as_directory() as local:
-        (run_dir / "best-model").upload(Path(local) / MODEL_DIR)
     summary = {
         "name": spec.name,
         "task": spec.task.type,
         "metric": spec.metric,
-        "best_validation": best_metrics[spec.metric],
-        "best_step": best_metrics.get("step"),
-        "validation_metrics": {k: v for k, v in best_metrics.items() if k.startswith("eval_")},
-        "test_metrics": test_metrics,
-        "best_checkpoint": _uri(checkpoint, run_dir),
-        "best_model": (run_dir / "best-model").uri,
+        **outcome,
         "use_gpu": use_gpu,
         "num_workers": spec.scaling.num_workers,
         "nodes": placement.nodes,
@@ -206,11 +267,6 @@ def run_training(
     }
     (run_dir / "summary.json").write_json(summary)
     return TrainOutcome(run_dir, summary)
-
-
-def _uri(checkpoint: Any, run_dir: Location) -> str:
-    """A Ray checkpoint's path as a uri in the run's storage (Ray drops the scheme)."""
-    return f"{run_dir.scheme}://{checkpoint.path}" if run_dir.scheme else checkpoint.path
 
 
 def run_chain(spec: ExperimentSpec) -> list[TrainOutcome]:

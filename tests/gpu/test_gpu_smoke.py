@@ -48,3 +48,8 @@ def test_one_gpu_worker_trains_in_bf16(tiny_bert: Path, tmp_path: Path) -> None:
     if torch.cuda.is_bf16_supported():
         assert runtime["precision"] == "bf16" and runtime["bf16_enabled"] is True
         assert runtime["param_dtype"] == "bfloat16"
+    # GPU defaults of `performance: auto`: fused AdamW, pinned memory, DataLoader workers.
+    performance = runtime["performance"]
+    assert performance["fused_optimizer"] and performance["pin_memory"]
+    assert performance["dataloader_workers"] == 2
+    assert summary["timings"]["tokens_per_s"] > 0

@@ -130,7 +130,13 @@ def test_a_signal_stops_a_sweep_and_resume_finishes_it(
         tiny_bert,
         keyword_data,
         tmp_path,
-        train={"epochs": 2, "micro_batch_size": 16, "learning_rate": 3e-3, "eval_every": 5},
+        train={
+            "epochs": 2,
+            "micro_batch_size": 16,
+            "learning_rate": 3e-3,
+            "eval_every": 5,
+            "checkpoint": {"every_evals": 1},
+        },
         scaling={"num_workers": 1},
         sweep={
             "num_samples": 2,

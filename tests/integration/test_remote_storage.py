@@ -88,7 +88,10 @@ def test_train_writes_every_artifact_to_the_bucket_and_resumes_from_it(
     )
     assert summary["best_validation"] > 0.9
     assert summary["best_model"] == f"{uri}/best-model"
-    assert summary["best_checkpoint"].startswith(f"{uri}/ray-train/checkpoint_")
+    assert summary["checkpoints"]["count"] >= 1 and all(summary["checkpoints"]["bytes"])
+    keys = objects_in_runs(s3_server, prefix)
+    assert "best-model/config.json" in keys
+    assert any(k.startswith("ray-train/checkpoint_") for k in keys)
 
 
 def test_a_sweep_in_a_bucket(
@@ -120,9 +123,13 @@ def test_a_sweep_in_a_bucket(
     for trial in trials:
         for name in ("spec.yaml", "steps.jsonl", "runtime.json"):
             assert f"trials/{trial}/{name}" in keys
-        assert any(k.startswith(f"trials/{trial}/ray-train/checkpoint_") for k in keys)
+        # One-worker trials train in their Tune trial's process: the best model is exported
+        # in the trial's folder, resume checkpoints are Tune's (under ray-tune/).
+        assert f"trials/{trial}/exports/best.json" in keys
     assert any(k.startswith("ray-tune/") for k in keys)  # Tune's own state, for --resume
-    assert outcome.summary["best_checkpoint"].startswith(f"{uri}/trials/")
+    assert any(k.startswith("ray-tune/") and "/checkpoint_" in k for k in keys)
+    assert outcome.summary["best_model"] == f"{uri}/best-model"
+    assert "best-model/config.json" in keys
     assert outcome.summary["trials"]["finished"] == 2
-    # The test split was scored from the best checkpoint, read back from the bucket.
+    # The test split was scored from the best model, read back from the bucket.
     assert {"test_accuracy", "test_loss"} <= set(outcome.summary["test_metrics"])

@@ -98,3 +98,76 @@ def test_a_sweep_whose_every_trial_is_invalid_names_the_cause(
         "no trial reported eval_accuracy: 2 of 2 trials failed, the first with: "
         "deepspeed: offload_optimizer needs zero_stage >= 1"
     )
+
+
+def test_a_killed_one_worker_trial_resumes_in_a_new_process_from_its_checkpoint(
+    ray_local: None, tiny_bert: Path, keyword_data: Path, tmp_path: Path
+) -> None:
+    """A one-worker trial trains inside its Tune trial's process (no worker group); when that
+    process dies, Tune starts the trial again from its last checkpoint."""
+    import json
+    import os
+    import signal
+    import threading
+    import time
+
+    import psutil
+
+    spec = validate_spec(
+        {
+            "name": "kw-kill",
+            "model": {"name_or_path": str(tiny_bert)},
+            "data": {"train": {"path": str(keyword_data)}, "max_length": 16},
+            "train": {
+                "epochs": 2,
+                "micro_batch_size": 8,
+                "learning_rate": 3e-3,
+                "eval_every": 10,
+                "checkpoint": {"every_evals": 1},
+            },
+            "scaling": {"num_workers": 1, "max_failures": 1},
+            "sweep": {
+                "num_samples": 1,
+                "search": {"algorithm": "random", "seed": 0},
+                "scheduler": {"name": "fifo"},
+                "space": {"train.learning_rate": {"choice": [3e-3]}},
+            },
+            "storage": {"path": str(tmp_path)},
+        }
+    )
+
+    def trial_processes() -> set[int]:
+        return {
+            p.pid
+            for p in psutil.process_iter(["cmdline"])
+            if any("ImplicitFunc" in part for part in (p.info["cmdline"] or []))
+        }
+
+    before = trial_processes()
+    outcome: dict = {}
+    thread = threading.Thread(target=lambda: outcome.update(result=run_sweep(spec)))
+    thread.start()
+    killed = None
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and thread.is_alive():
+        logs = [p.read_text() for p in tmp_path.glob("kw-kill-tune-*/trials/*/steps.jsonl")]
+        # Two checkpoints logged: the first is surely persisted by Tune.
+        if logs and logs[0].count('"event": "checkpoint"') >= 2:
+            [killed] = sorted(trial_processes() - before)
+            os.kill(killed, signal.SIGKILL)
+            break
+        time.sleep(0.1)
+    thread.join(timeout=300)
+    assert killed is not None, "no trial process to kill before the sweep ended"
+    assert "result" in outcome, "the sweep did not finish after its trial was killed"
+
+    summary = outcome["result"].summary
+    assert summary["trials"] == {"finished": 1, "stopped_early": 0, "errored": 0, "total": 1}
+    [trial_dir] = (outcome["result"].run_dir.local_path / "trials").iterdir()
+    steps = [json.loads(line) for line in (trial_dir / "steps.jsonl").read_text().splitlines()]
+    [resumed] = [s for s in steps if s.get("event") == "resumed"]
+    assert resumed["step"] >= 10  # from its checkpoint, not from scratch
+    assert max(s["step"] for s in steps if "loss" in s) == 160  # 640 / 8 x 2 epochs
+    assert not (trial_dir / "ray-train").exists()  # trained in the trial's own process
+    assert summary["best_validation"] > 0.9
+    assert (outcome["result"].run_dir.local_path / "best-model" / "config.json").exists()

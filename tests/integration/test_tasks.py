@@ -120,7 +120,7 @@ def test_each_task_trains_on_two_zero2_workers(
     for name in ["eval_loss", *metrics]:
         assert math.isfinite(validation[name]), (name, validation)
         assert math.isfinite(test["test_" + name.removeprefix("eval_")]), (name, test)
-    evaluations = [s for s in read_steps(outcome.run_dir) if s.get("event") == "checkpoint"]
+    evaluations = [s for s in read_steps(outcome.run_dir) if s.get("event") == "eval"]
     assert [e["step"] for e in evaluations] == [steps // 2, steps]
     runtime = summary["runtime"]
     assert (runtime["zero_stage"], runtime["world_size"]) == (2, 2)

@@ -75,11 +75,26 @@ def test_two_worker_zero2_training_lowers_loss_and_checkpoints(
         summary["best_validation"] > 0.9 > summary["validation_metrics"]["eval_majority_accuracy"]
     )
     assert summary["test_metrics"]["test_accuracy"] > 0.9
-    # Both ranks' ZeRO-2 optimizer shards are in the checkpoint, beside a plain HF model.
-    checkpoint = Path(summary["best_checkpoint"])
-    shards = sorted(p.name for p in (checkpoint / "deepspeed" / "state").glob("*optim_states.pt"))
-    assert len(shards) == 2, shards
-    assert (checkpoint / "model" / "config.json").exists()
+    # The test split was scored by the worker group itself, with the best weights.
+    assert json.loads((run_dir / "test_metrics.json").read_text())["step"] == summary["best_step"]
+    # A resume checkpoint at each evaluation but the last (train.checkpoint.at_end is off);
+    # retention (keep: 1) deletes older ones whole, optimizer shards included; Ray may still
+    # hold one more that was uploading when the next arrived.
+    checkpoints = summary["checkpoints"]
+    assert checkpoints["count"] == spec.schedule(640).num_evaluations - 1 == 7
+    assert all(b > 0 for b in checkpoints["bytes"]) and len(checkpoints["seconds"]) == 7
+    folders = sorted(f for f in (run_dir / "ray-train").glob("checkpoint_*") if f.is_dir())
+    assert 1 <= len(folders) <= 2, folders
+    kept = folders[-1]
+    shards = sorted(p.name for p in (kept / "deepspeed" / "state").glob("*optim_states.pt"))
+    assert len(shards) == 2, sorted(str(f.relative_to(kept)) for f in kept.rglob("*"))
+    assert not (kept / "model").exists()
+    # best-model/ is an export (weights and tokenizer, no optimizer state), written only when
+    # the metric improved.
+    assert summary["exports"]["count"] <= spec.schedule(640).num_evaluations
+    assert (run_dir / "best-model" / "config.json").exists()
+    assert not list((run_dir / "best-model").rglob("*optim*"))
+    assert summary["timings"]["tokens_per_s"] > 0 and summary["timings"]["time_train_s"] > 0
     # The copied best model evaluates to the same test accuracy on its own, without Ray.
     again = evaluate_model_dir(spec, run_dir / "best-model", "test", summary["prepared_data"])
     assert again["test_accuracy"] == pytest.approx(summary["test_metrics"]["test_accuracy"])
@@ -153,6 +168,7 @@ def test_minilm_on_real_reviews_beats_majority_class(ray_local: None, tmp_path: 
                 "micro_batch_size": 16,
                 "learning_rate": 1e-3,
                 "eval_every": "epoch",
+                "checkpoint": {"at_end": True},
             },
             "deepspeed": {"zero_stage": 2},
             "scaling": {"num_workers": 1, "cpus_per_worker": 2},
@@ -162,6 +178,12 @@ def test_minilm_on_real_reviews_beats_majority_class(ray_local: None, tmp_path: 
     summary = run_training(spec).summary
     majority = summary["validation_metrics"]["eval_majority_accuracy"]
     assert summary["best_validation"] >= majority + 0.2, summary
+    # LoRA: the frozen base (22.7M parameters, 87 MiB in fp32) is in neither the resume
+    # checkpoint (adapters, head and their optimizer state) nor the export (adapters, head).
+    [checkpoint_bytes] = summary["checkpoints"]["bytes"]
+    [export_bytes] = summary["exports"]["bytes"]
+    assert checkpoint_bytes < 16 * 2**20 and export_bytes < 4 * 2**20, summary
+    assert Path(summary["best_model"], "adapter_config.json").exists()
 
 
 def test_rerun_after_the_last_step_reports_a_final_result(
@@ -169,7 +191,9 @@ def test_rerun_after_the_last_step_reports_a_final_result(
 ) -> None:
     """A trainer restarted on a finished run (a sweep resumed after a driver crash) must still
     report, or Tune keeps whatever stale result it last saved for that trial."""
-    spec = validate_spec(keyword_spec(tiny_bert, keyword_data, tmp_path, epochs=1))
+    spec = validate_spec(
+        keyword_spec(tiny_bert, keyword_data, tmp_path, epochs=1, checkpoint={"at_end": True})
+    )
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     prepared = preflight(spec).path
@@ -184,8 +208,11 @@ def test_rerun_after_the_last_step_reports_a_final_result(
     resumed_at = [i for i, e in enumerate(events) if e["event"] == "resumed"]
     assert [events[i]["step"] for i in resumed_at] == [total]
     after = events[resumed_at[0] + 1 :]
-    assert [(e["event"], e["step"]) for e in after] == [("checkpoint", total)]
-    assert after[0]["eval_accuracy"] == pytest.approx(first.metrics["eval_accuracy"])
+    assert [(e["event"], e["step"]) for e in after if e["event"] != "export"] == [
+        ("checkpoint", total),
+        ("eval", total),
+    ]
+    assert after[-1]["eval_accuracy"] == pytest.approx(first.metrics["eval_accuracy"])
 
 
 @pytest.mark.parametrize(
@@ -213,6 +240,13 @@ def test_other_zero_stages_accumulation_and_bf16_train(
     ) | {"deepspeed": {"zero_stage": zero_stage}}
     if init == "random":  # a fresh model of the config's shape, one layer instead of two
         spec_dict["model"] |= {"init": "random", "config_overrides": {"num_hidden_layers": 1}}
+        # GPU features that also run on CPU, asked for explicitly (auto leaves them off here).
+        spec_dict["performance"] = {
+            "gradient_checkpointing": True,
+            "fused_optimizer": True,
+            "attention": "eager",
+            "dataloader_workers": 1,
+        }
     spec = validate_spec(spec_dict)
     outcome = run_training(spec)
     best = json.loads((outcome.run_dir.local_path / "best-model" / "config.json").read_text())
@@ -225,6 +259,11 @@ def test_other_zero_stages_accumulation_and_bf16_train(
     assert (runtime["zero_stage"], runtime["precision"]) == (zero_stage, precision)
     assert runtime["bf16_enabled"] is (precision == "bf16")
     assert runtime["param_dtype"] == ("bfloat16" if precision == "bf16" else "float32")
+    performance = runtime["performance"]
+    explicit = init == "random"
+    assert performance["gradient_checkpointing"] is performance["fused_optimizer"] is explicit
+    assert performance["attention"] == ("eager" if explicit else None)
+    assert performance["dataloader_workers"] == int(explicit) and not performance["liger"]
     # Under ZeRO-3 rank 0 gathers the partitioned weights into a whole HF model.
     again = evaluate_model_dir(
         spec, outcome.run_dir.local_path / "best-model", "test", outcome.summary["prepared_data"]

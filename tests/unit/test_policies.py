@@ -52,3 +52,73 @@ def test_deepspeed_config_without_clipping_or_mixed_precision() -> None:
     config = deepspeed_config(spec, "fp32")
     assert "gradient_clipping" not in config and "bf16" not in config and "fp16" not in config
     assert config["zero_optimization"] == {"stage": 0}
+
+
+# ------------------------------------------------------------------ performance
+
+
+from raytune_ft.spec.sections import PerformanceSpec  # noqa: E402
+from raytune_ft.train.policies import check_device_settings, resolve_performance  # noqa: E402
+
+LIGER_TYPES = frozenset({"llama", "mistral", "qwen2"})
+
+
+def test_auto_performance_is_plain_on_cpu_even_with_the_packages() -> None:
+    perf = resolve_performance(
+        PerformanceSpec(), False, frozenset({"flash_attn", "liger_kernel"}), "llama", LIGER_TYPES
+    )
+    assert perf.attention is None  # the model's default (sdpa)
+    assert not perf.liger and not perf.fused_optimizer and not perf.pin_memory
+    assert perf.dataloader_workers == 0
+
+
+def test_auto_performance_on_gpu_uses_what_is_installed_and_supported() -> None:
+    both = frozenset({"flash_attn", "liger_kernel"})
+    perf = resolve_performance(PerformanceSpec(), True, both, "llama", LIGER_TYPES)
+    assert perf.attention == "flash_attention_2" and perf.liger and perf.fused_optimizer
+    assert perf.pin_memory and perf.dataloader_workers == 2
+    bert = resolve_performance(PerformanceSpec(), True, both, "bert", LIGER_TYPES)
+    assert not bert.liger  # no kernels for this architecture: auto leaves it off
+    bare = resolve_performance(PerformanceSpec(), True, frozenset(), "llama", LIGER_TYPES)
+    assert bare.attention is None and not bare.liger
+
+
+@pytest.mark.parametrize(
+    ("fields", "installed", "model_type", "message"),
+    [
+        ({"liger": True}, frozenset(), "llama", r"performance\.liger: true, but liger-kernel"),
+        (
+            {"liger": True},
+            frozenset({"liger_kernel"}),
+            "bert",
+            r"performance\.liger: liger-kernel has no kernels for model type 'bert'",
+        ),
+        (
+            {"attention": "flash_attention_2"},
+            frozenset(),
+            "llama",
+            r"performance\.attention: flash_attention_2, but flash-attn is not installed",
+        ),
+    ],
+)
+def test_an_explicit_speed_feature_that_cannot_run_is_an_error(
+    fields: dict, installed: frozenset[str], model_type: str, message: str
+) -> None:
+    with pytest.raises(UserError, match=message):
+        resolve_performance(PerformanceSpec(**fields), True, installed, model_type, LIGER_TYPES)
+
+
+def test_gpu_only_features_are_refused_on_cpu_before_launch() -> None:
+    spec = validate_spec(minimal_spec(performance={"liger": True}))
+    with pytest.raises(UserError, match=r"performance\.liger: true needs a GPU"):
+        check_device_settings(spec, use_gpu=False)
+    check_device_settings(spec, use_gpu=True)  # the workers check it is installed
+
+
+def test_explicit_settings_are_kept() -> None:
+    spec = PerformanceSpec(
+        attention="eager", fused_optimizer=True, gradient_checkpointing=True, dataloader_workers=3
+    )
+    perf = resolve_performance(spec, False, frozenset(), "bert", LIGER_TYPES)
+    assert perf.attention == "eager" and perf.fused_optimizer and perf.gradient_checkpointing
+    assert perf.dataloader_workers == 3

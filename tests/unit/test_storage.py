@@ -80,6 +80,32 @@ def test_folders_upload_and_download_whole(s3_server, tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".back.partial"))
 
 
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_folders_copy_and_move_within_storage_without_overwriting(
+    s3_server, tmp_path: Path, where: str
+) -> None:
+    """How an export becomes best-model/ (a move) and a sweep's best-model/ (a copy)."""
+    if where == "s3":
+        root = check_storage(StorageSpec(**s3_server.storage("unit/move")))
+    else:
+        root = check_storage(StorageSpec(path=str(tmp_path / "runs")))
+    source = tmp_path / "export"
+    source.mkdir()
+    (source / "config.json").write_text('{"a": 1}')
+    (source / "weights.bin").write_bytes(b"\1" * 2048)
+    (root / "exports" / "best-1").upload(source)
+    (root / "exports" / "best-1").copy_to(root / "sweep-best")
+    with pytest.raises(FileExistsError):
+        (root / "exports" / "best-1").copy_to(root / "sweep-best")
+    (root / "exports" / "best-1").move_to(root / "best-model")
+    assert not (root / "exports" / "best-1").exists()
+    assert (root / "best-model" / "config.json").read_text() == '{"a": 1}'
+    assert (root / "best-model").size_bytes() == (root / "sweep-best").size_bytes() == 2056
+    assert (root / "best-model").parent.path == root.path
+    (root / "best-model" / "config.json").remove_file()
+    assert not (root / "best-model" / "config.json").exists()
+
+
 def test_step_log_in_a_bucket_is_rewritten_whole_and_continues_after_resume(s3_server) -> None:
     run = new_run(check_storage(StorageSpec(**s3_server.storage("unit/steps"))), "d", "train")
     log = StepLog(run / "steps.jsonl")
