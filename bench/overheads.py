@@ -166,6 +166,52 @@ def write_spec(path: Path, spec: dict[str, Any]) -> Path:
 # --------------------------------------------------------------------------- plain loop
 
 
+def loop_step_seconds(steps_log: Path) -> dict[str, Any]:
+    """Seconds per optimizer step by the loop's own clock (cumulative `train_s` in the step
+    records, which leaves evaluations, checkpoints and exports out), over all steps but the
+    first (warm-up)."""
+    records = [json.loads(line) for line in steps_log.read_text().splitlines()]
+    steps = [r for r in records if "train_s" in r]
+    if len(steps) < 3:
+        return {}
+    first, last = steps[0], steps[-1]
+    seconds = last["train_s"] - first["train_s"]
+    return {
+        "steps": last["step"] - first["step"],
+        "seconds": round(seconds, 3),
+        "step_s": round(seconds / (last["step"] - first["step"]), 4),
+        "tokens_per_s": round((last["tokens"] - first["tokens"]) / seconds, 1),
+    }
+
+
+def loop_outside_ray(spec_path: Path, scratch: Path, use_gpu: bool) -> dict[str, Any]:
+    """raytune-ft's own recipe (DeepSpeed engine, loop, evaluations, exports) run in this
+    process with no Ray at all (a LocalSession and a one-rank process group): the reference
+    for the Ray overhead of the same loop in a Ray Train worker."""
+    from raytune_ft.data.prepare import prepare
+    from raytune_ft.spec import load_spec
+    from raytune_ft.storage import storage_root
+    from raytune_ft.train.loop import WorkerArgs, run_recipe
+    from raytune_ft.train.session import LocalSession, one_rank_process_group
+
+    spec = load_spec(spec_path)
+    spec.storage.path = str(scratch / "outside-ray")
+    data = prepare(spec)
+    run_dir = storage_root(spec.storage) / "run"
+    args = WorkerArgs(
+        spec=spec.model_dump(mode="json"),
+        run_dir=run_dir.uri,
+        use_gpu=use_gpu,
+        prepared_dir=str(data.path),
+    )
+    started = time.monotonic()
+    with one_rank_process_group(use_gpu):
+        run_recipe(args, LocalSession())
+    return {"wall_s": round(time.monotonic() - started, 2)} | loop_step_seconds(
+        run_dir.local_path / "steps.jsonl"
+    )
+
+
 def plain_loop(spec_path: Path, cache_dir: Path, device: str, threads: int) -> dict[str, Any]:
     """The spec's optimizer steps in plain PyTorch, on the batches the run's loop gets.
 
@@ -399,8 +445,13 @@ def train_figures(run: CliRun, run_dir: Path | None, plain: dict[str, Any]) -> d
     steps = [(t, r) for t, r in records if "step" in r and "event" not in r]
     checkpoints = [(t, r) for t, r in records if r.get("event") == "checkpoint"]
     step_seen = {r["step"]: t for t, r in steps}
-    # The last event (eval, checkpoint, export) logged at each step that has any.
-    events = {r["step"]: t for t, r in records if "event" in r and "step" in r}
+    # The last eval or checkpoint event logged at each step that has any (an export's record
+    # is logged when the next export starts or the run ends, so it does not time its step).
+    events = {
+        r["step"]: t
+        for t, r in records
+        if r.get("event") in ("eval", "checkpoint", "resumed") and "step" in r
+    }
     summary = read_summary(run_dir)
     figures: dict[str, Any] = {
         "rc": run.rc,
@@ -498,6 +549,10 @@ def fmt_s(value: Any) -> str:
     return f"{value:.1f} s" if value >= 1 else f"{value:.3f} s"
 
 
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:+.1f}%"
+
+
 def table(result: dict[str, Any]) -> str:
     s, env = result["sizes"], result["environment"]
     plain, train, sweep = result["plain_train"], result["train"], result["sweep"]
@@ -520,6 +575,12 @@ def table(result: dict[str, Any]) -> str:
         ("  end-to-end wall (process)", fmt_s(train["wall_s"])),
         ("  summary.json wall_time_s", fmt_s(train["summary_wall_time_s"])),
         ("  wall / pure step time", f"{train['wall_over_pure']:.2f}x"),
+        (
+            "  loop's step, outside Ray / in a worker",
+            f"{fmt_s(train.get('loop_outside_ray', {}).get('step_s'))} / "
+            f"{fmt_s(train.get('loop_in_ray_worker', {}).get('step_s'))} "
+            f"(Ray overhead {_percent(train.get('ray_overhead'))})",
+        ),
         ("  start -> first step", fmt_s(train.get("start_to_first_step_s"))),
         ("  first -> last step", fmt_s(train.get("first_to_last_step_s"))),
         ("  median step inside Ray", fmt_s(train.get("median_step_in_ray_s"))),
@@ -713,6 +774,10 @@ def main(argv: list[str] | None = None) -> int:
             if plain["steps"] != want:
                 problems.append(f"{name}: {plain['steps']} steps, not {want} (too little data)")
 
+        print("raytune-ft's loop outside Ray ...", flush=True)
+        outside = loop_outside_ray(train_spec, scratch, sizes.use_gpu)
+        print(f"  {outside.get('step_s')} s per step", flush=True)
+
         print("raytune-ft train ...", flush=True)
         root = scratch / "train" / "runs"
         train_run = run_cli(
@@ -725,7 +790,13 @@ def main(argv: list[str] | None = None) -> int:
             env,
             args.timeout,
         )
-        train = train_figures(train_run, only_run_dir(root, "bench-train-train-*"), plain_train)
+        run_dir = only_run_dir(root, "bench-train-train-*")
+        train = train_figures(train_run, run_dir, plain_train)
+        inside = loop_step_seconds(run_dir / "steps.jsonl") if run_dir else {}
+        train["loop_outside_ray"] = outside
+        train["loop_in_ray_worker"] = inside
+        if outside.get("step_s") and inside.get("step_s"):
+            train["ray_overhead"] = round(inside["step_s"] / outside["step_s"] - 1, 4)
         print(f"  rc {train_run.rc}, {train_run.wall_s} s", flush=True)
 
         sweeps: dict[int, CliRun] = {}

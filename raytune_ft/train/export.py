@@ -86,6 +86,9 @@ class Exporter:
         self.module = module
         self.rank = rank
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="export") if rank == 0 else None
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "Writing model shards" bars, one per export
         self._pending: list[Future[dict[str, Any]]] = []
 
     def submit(self, kind: str, state: State | None, step: int, info: dict[str, Any]) -> None:

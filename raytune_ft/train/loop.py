@@ -571,6 +571,8 @@ def _worker_nodes(world: int) -> list[str]:
     """The Ray node id of every rank, in rank order (gathered once, at setup)."""
     import ray
 
+    if not ray.is_initialized():  # a LocalSession: no Ray at all
+        return ["local"]
     node = ray.get_runtime_context().get_node_id()
     if world == 1:
         return [node]

@@ -11,9 +11,9 @@ from helpers import minimal_spec
 
 from raytune_ft.spec import validate_spec
 from raytune_ft.storage import Location, storage_root
-from raytune_ft.sweep.in_process import _one_rank_group
 from raytune_ft.tasks.registry import task_for
 from raytune_ft.train.export import Exporter, exported, host_copy, publish, restore
+from raytune_ft.train.session import one_rank_process_group
 
 
 def _engine(tiny_bert: Path, peft: dict) -> tuple:
@@ -46,7 +46,7 @@ def test_best_export_holds_the_trained_weights_only_and_publishes_atomically(
 
     run = _local(tmp_path / "run")
     lora = peft["method"] == "lora"
-    with _one_rank_group(use_gpu=False):
+    with one_rank_process_group(use_gpu=False):
         engine, tokenizer = _engine(tiny_bert, peft)
         exporter = Exporter(run, tokenizer, engine.module, rank=0)
         state = host_copy(engine, trained_only=lora)
