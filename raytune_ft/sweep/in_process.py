@@ -9,7 +9,9 @@ warm process (imports done, CUDA initialised) for the next trial.
 
 from __future__ import annotations
 
+import os
 import shutil
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -43,5 +45,14 @@ class TuneTrialSession:
 
 def train_in_trial(args: WorkerArgs) -> None:
     """Run the recipe here, in this trial's process, as a world of one."""
+    # Tune reuses this process for the next trial once this one unwinds (an export to wait
+    # for, loader workers, the process group): allow more than its default 2 s.
+    os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "120")
     with one_rank_process_group(args.use_gpu):
-        run_recipe(args, TuneTrialSession())
+        try:
+            run_recipe(args, TuneTrialSession())
+        except BaseException as exc:  # SystemExit when the scheduler stops the trial
+            # The traceback's frames hold the engine: clear them so the group's teardown
+            # frees its memory before the next trial in this process.
+            traceback.clear_frames(exc.__traceback__)
+            raise

@@ -181,8 +181,9 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
                     search_alg=make_searcher(spec, trial_concurrency(spec, placement)),
                     scheduler=make_scheduler(spec, evaluations_per_trial),
                     num_samples=spec.sweep.num_samples,
-                    # A warm trial process (imports done, CUDA up) takes the next trial.
-                    reuse_actors=True,
+                    # A warm trial process (imports done, CUDA up) takes the next trial;
+                    # not when trials run worker groups, which a stopped trial may still hold.
+                    reuse_actors=_one_worker_trials(spec),
                 ),
                 run_config=tune.RunConfig(
                     name=TUNE_DIR,
@@ -228,6 +229,11 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
     summary["wall_time_s"] = round(time.time() - started, 1)
     (sweep_dir / "summary.json").write_json(summary)
     return SweepOutcome(sweep_dir, summary)
+
+
+def _one_worker_trials(spec: ExperimentSpec) -> bool:
+    assert spec.sweep is not None
+    return spec.scaling.num_workers == 1 and "scaling.num_workers" not in spec.sweep.space
 
 
 def _publish_best_model(best: Any, spec: ExperimentSpec, sweep_dir: Location) -> Location:

@@ -13,6 +13,7 @@ import json
 import shutil
 import tempfile
 import time
+import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -111,9 +112,9 @@ class Exporter:
     def _write(self, kind: str, state: State, step: int, info: dict[str, Any]) -> dict[str, Any]:
         started = time.monotonic()
         exports = self.run_dir / EXPORTS_DIR
-        target = exports / f"{kind}-{step:08d}"
-        if target.exists():  # an attempt before a restart wrote this step already
-            target.remove()
+        # A new name each time: an attempt before a restart may have exported this step, and
+        # the pointer may name that folder until this one is whole.
+        target = exports / f"{kind}-{step:08d}-{uuid.uuid4().hex[:8]}"
         local = Path(tempfile.mkdtemp(prefix="raytune-ft-export-"))
         try:
             self.module.save_pretrained(str(local), state_dict=state)

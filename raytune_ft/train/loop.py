@@ -203,16 +203,20 @@ class FinetuneRecipe:
                 )
             self.state = LoopState(**client_state["loop"])
             self.clock = Clock(**client_state.get("clock", {}))
-            # An export newer than the checkpoint (saved before the failure) stays the best
-            # unless beaten: best-model/ never goes back to a worse model.
-            found = exported(self.run_dir, "best")
-            if found is not None and _better(
-                found[1][spec.metric], self.state.best_metric, spec.metric_mode, 0.0
-            ):
-                self.state.best_metric, self.state.best_step = (
-                    found[1][spec.metric],
-                    found[1]["step"],
-                )
+        # An export of an earlier attempt (restarted with or without a checkpoint) stays the
+        # best unless beaten: best-model/ never goes back to a worse model. Rank 0 reads it
+        # and tells the others, since it decides a collective (the ZeRO-3 gather of exports).
+        found = exported(self.run_dir, "best") if self.rank == 0 else None
+        record = [None if found is None else found[1]]
+        if self.world > 1:
+            dist.broadcast_object_list(record, src=0)
+        if record[0] is not None and _better(
+            record[0][spec.metric], self.state.best_metric, spec.metric_mode, 0.0
+        ):
+            self.state.best_metric, self.state.best_step = (
+                record[0][spec.metric],
+                record[0]["step"],
+            )
 
         train = model_inputs(self.data["train"], self.task.feature_columns("train"))
         self.sampler = torch.utils.data.distributed.DistributedSampler(
@@ -333,7 +337,12 @@ class FinetuneRecipe:
             self._export("best", step, dict(metrics))  # the validation metrics at this step
         if done and spec.train.checkpoint.export_final:
             self._export("final", step, dict(metrics))
-        checkpoint_dir = self._save(step) if self._save_due(done) else None
+        save = self._save_due(done)
+        if save or not self.args.evaluate_test:
+            # A checkpoint must not name a best model still being written; and a sweep's
+            # scheduler may stop the trial at this report, so its export must be whole first.
+            self._finish_exports()
+        checkpoint_dir = self._save(step) if save else None
         metrics.update(
             step=step,
             epoch=state.epoch + state.batches_done_in_epoch / max(1, len(self.loader)),
@@ -376,7 +385,9 @@ class FinetuneRecipe:
         state = host_copy(self.engine, self.trained_only)
         if kind == "best" and self._tests_here():
             self.best_state = state if self.rank == 0 else {}
-        self.exporter.submit(kind, state, step, info)
+        # A shallow copy: save_pretrained empties the dict it is given, and best_state must
+        # keep the tensors for the test evaluation.
+        self.exporter.submit(kind, None if state is None else dict(state), step, info)
         self.clock.export_s += time.monotonic() - started
 
     def _finish_exports(self) -> None:

@@ -196,7 +196,12 @@ TIMING_KEYS = (
 
 
 def finish_run(
-    spec: ExperimentSpec, run_dir: Location, use_gpu: bool, prepared_dir: Path, last: dict
+    spec: ExperimentSpec,
+    run_dir: Location,
+    use_gpu: bool,
+    prepared_dir: Path,
+    last: dict,
+    has_test: bool,
 ) -> dict[str, Any]:
     """After training: publish the exports, take the test metrics (the workers' own, else
     score best-model/ once), and gather what the summary says about the run."""
@@ -208,7 +213,7 @@ def finish_run(
     test_metrics: dict[str, Any] = {}
     if test_file.exists():
         test_metrics = json.loads(test_file.read_text())
-    if test_metrics.pop("step", None) != best["step"]:
+    if test_metrics.pop("step", None) != best["step"] and has_test:
         test_metrics = evaluate_remote(spec, best_model, use_gpu, prepared_dir)
         if test_metrics:
             test_file.write_json(test_metrics | {"step": best["step"]})
@@ -246,7 +251,9 @@ def run_training(
         trainer = build_trainer(spec, use_gpu, run_dir, "ray-train", data.path)
         try:
             result = interrupts.fit_in_thread(trainer.fit)
-            outcome = finish_run(spec, run_dir, use_gpu, data.path, result.metrics or {})
+            outcome = finish_run(
+                spec, run_dir, use_gpu, data.path, result.metrics or {}, len(data["test"]) > 0
+            )
         except KeyboardInterrupt:
             raise Interrupted(interrupts.received() or signal.SIGINT, run_dir) from None
         except Exception as exc:  # Ray wraps worker errors; the user needs one line + the folder

@@ -54,8 +54,9 @@ def test_best_export_holds_the_trained_weights_only_and_publishes_atomically(
         assert state is not None
         if lora:  # adapters and the new head, not the frozen base
             assert set(state) == trained and len(state) < len(list(engine.module.parameters()))
-        first = dict(state)
-        exporter.submit("best", state, 10, {"eval_accuracy": 0.6})
+        first = state
+        # What the loop does: the exporter gets a shallow copy (save_pretrained empties it).
+        exporter.submit("best", dict(state), 10, {"eval_accuracy": 0.6})
         [record] = exporter.finished()
         assert record["bytes"] > 0 and record["step"] == 10
         # The live weights change; a later, better export replaces the first one.
@@ -67,9 +68,13 @@ def test_best_export_holds_the_trained_weights_only_and_publishes_atomically(
         exporter.finished()
         exporter.close()
         folder, info = exported(run, "best")
-        assert folder.name == "best-00000020" and info["eval_accuracy"] == 0.8
-        assert not (tmp_path / "run" / "exports" / "best-00000010").exists()  # superseded
+        assert folder.name.startswith("best-00000020-") and info["eval_accuracy"] == 0.8
+        # The first export is superseded and deleted.
+        assert [f.name for f in (tmp_path / "run" / "exports").iterdir() if f.is_dir()] == [
+            folder.name
+        ]
         # Restoring the first copy puts those weights back (what the test evaluation does).
+        assert len(first) == len(trained if lora else engine.module.state_dict())
         restore(engine, first)
         for name, param in engine.module.named_parameters():
             if name in first:
