@@ -66,6 +66,7 @@ class Sizes:
     precision: str
     use_gpu: bool
     train_rows: int | None  # None: the whole sentiment data; else its first rows (one file)
+    epochs: int
     train_steps: int
     micro_batch: int
     max_length: int
@@ -78,12 +79,16 @@ class Sizes:
 SIZES = {
     # ~60 steps, 3 evaluations on 300 validation rows; 4-step trials on 104 rows (10 validation)
     "cpu": Sizes(
-        "fp32", False, None, 60, 16, 64, 20, sweep_rows=104, sweep_steps=4, sweep_samples=4
+        "fp32", False, None, 1, 60, 16, 64, 20, sweep_rows=104, sweep_steps=4, sweep_samples=4
     ),
+    # issue 8's GPU run: 3 epochs of the sentiment data at micro-batch 64 (38 steps and one
+    # evaluation each), with `--model` a BERT-large-shaped (335M) random-init classifier
     "gpu": Sizes(
-        "bf16", True, None, 300, 32, 128, 100, sweep_rows=1000, sweep_steps=20, sweep_samples=4
+        "bf16", True, None, 3, 114, 64, 64, 38, sweep_rows=1000, sweep_steps=20, sweep_samples=4
     ),
-    "quick": Sizes("fp32", False, 64, 4, 8, 32, 2, sweep_rows=44, sweep_steps=2, sweep_samples=2),
+    "quick": Sizes(
+        "fp32", False, 64, 1, 4, 8, 32, 2, sweep_rows=44, sweep_steps=2, sweep_samples=2
+    ),
 }
 
 
@@ -117,7 +122,7 @@ def spec_dict(
             "max_length": sizes.max_length,
         },
         "train": {
-            "epochs": 1,
+            "epochs": sizes.epochs,
             "max_steps": steps,
             "micro_batch_size": sizes.micro_batch,
             "learning_rate": 5.0e-5,

@@ -346,8 +346,11 @@ class PerformanceSpec(Section):
     fused_optimizer: Literal["auto"] | bool = Field(
         "auto", description="torch's fused AdamW (one kernel per step); auto: on GPU."
     )
-    gradient_checkpointing: bool = Field(
-        False, description="Recompute activations in backward: less memory, ~30% more compute."
+    gradient_checkpointing: bool | int = Field(
+        False,
+        description="Recompute activations in backward: true for every transformer layer (least "
+        "memory, ~30% more compute); N for every N-th layer only (selective: the other layers "
+        "keep their activations, trading memory back for speed).",
     )
     compile: bool = Field(False, description="torch.compile the model (slow first steps).")
     dataloader_workers: Literal["auto"] | Annotated[int, Field(ge=0, le=64)] = Field(
@@ -355,6 +358,15 @@ class PerformanceSpec(Section):
         description="Processes collating batches beside each training worker; auto: 2 on GPU, "
         "0 on CPU (where they would take cores from the model).",
     )
+
+    @field_validator("gradient_checkpointing", mode="before")
+    @classmethod
+    def _layer_stride(cls, value: Any) -> Any:
+        if isinstance(value, bool) or (isinstance(value, int) and 0 <= value <= 1024):
+            return value
+        raise ValueError(
+            f"{value!r}; expected true, false, or N (1 to 1024) to recompute every N-th layer"
+        )
 
 
 class ScalingSpec(Section):

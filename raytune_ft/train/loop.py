@@ -24,7 +24,7 @@ import torch.distributed as dist
 from raytune_ft.data.prepare import fetch_prepared, model_inputs
 from raytune_ft.evaluation.evaluate import collect_generations, collect_stats, split_metrics
 from raytune_ft.modeling.loading import build_model, load_config, load_tokenizer
-from raytune_ft.modeling.speed import installed_extras, liger_model_types
+from raytune_ft.modeling.speed import enable_checkpointing, installed_extras, liger_model_types
 from raytune_ft.spec.experiment import ExperimentSpec
 from raytune_ft.storage import Location, StepLog, location_of
 from raytune_ft.tasks.registry import task_for
@@ -162,9 +162,7 @@ class FinetuneRecipe:
             liger=self.perf.liger,
         )
         if self.perf.gradient_checkpointing:
-            model.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False}
-            )
+            enable_checkpointing(model, self.perf.gradient_checkpointing)
         init_weights = weights_digest(model) if self.rank == 0 else None
         nodes = _worker_nodes(self.world)
         optimizer = torch.optim.AdamW(

@@ -53,10 +53,18 @@ class Performance:
     attention: str | None  # None: the model's own default (sdpa where it supports it)
     liger: bool
     fused_optimizer: bool
-    gradient_checkpointing: bool
+    gradient_checkpointing: int  # every N-th transformer layer recomputes; 0: none
     compile: bool
     dataloader_workers: int
     pin_memory: bool
+
+
+def checkpoint_every(setting: bool | int) -> int:
+    """`performance.gradient_checkpointing` as a layer stride: 0 off, 1 every layer, N every
+    N-th (bool is an int in Python, so test it first)."""
+    if isinstance(setting, bool):
+        return int(setting)
+    return setting
 
 
 def resolve_performance(
@@ -101,7 +109,7 @@ def resolve_performance(
         attention=attention,
         liger=liger,
         fused_optimizer=on_gpu if perf.fused_optimizer == "auto" else bool(perf.fused_optimizer),
-        gradient_checkpointing=perf.gradient_checkpointing,
+        gradient_checkpointing=checkpoint_every(perf.gradient_checkpointing),
         compile=perf.compile,
         dataloader_workers=(2 if on_gpu else 0) if workers == "auto" else int(workers),
         pin_memory=on_gpu,

@@ -261,7 +261,8 @@ def test_other_zero_stages_accumulation_and_bf16_train(
     assert runtime["param_dtype"] == ("bfloat16" if precision == "bf16" else "float32")
     performance = runtime["performance"]
     explicit = init == "random"
-    assert performance["gradient_checkpointing"] is performance["fused_optimizer"] is explicit
+    assert performance["fused_optimizer"] is explicit
+    assert performance["gradient_checkpointing"] == int(explicit)  # a layer stride; 1: every one
     assert performance["attention"] == ("eager" if explicit else None)
     assert performance["dataloader_workers"] == int(explicit) and not performance["liger"]
     # Under ZeRO-3 rank 0 gathers the partitioned weights into a whole HF model.
