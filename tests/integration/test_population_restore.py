@@ -1,0 +1,79 @@
+"""PBT/PB2 hand a lagging trial a better trial's checkpoint under new values: the restored
+run must train with the spec's learning rate, not the checkpoint's. No Ray here: the recipe
+runs in this process with a session that keeps its checkpoints."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from helpers import keyword_spec
+
+from raytune_ft.data.prepare import prepare
+from raytune_ft.spec import validate_spec
+from raytune_ft.storage import storage_root
+from raytune_ft.train.loop import WorkerArgs, run_recipe
+from raytune_ft.train.session import one_rank_process_group
+
+
+class KeepingSession:
+    """One rank; checkpoints moved aside as they come; resumes from a given one."""
+
+    rank, world = 0, 1
+
+    def __init__(self, keep: Path, restore_from: Path | None = None) -> None:
+        self.keep, self.restore_from = keep, restore_from
+        self.reports: list[dict[str, float]] = []
+        self.checkpoints: list[Path] = []
+
+    def restored(self) -> Any | None:
+        from ray.train import Checkpoint
+
+        return None if self.restore_from is None else Checkpoint.from_directory(self.restore_from)
+
+    def report(self, metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
+        self.reports.append(dict(metrics))
+        if checkpoint_dir is not None:
+            target = self.keep / f"checkpoint-{int(metrics['step'])}"
+            shutil.move(str(checkpoint_dir), target)
+            self.checkpoints.append(target)
+
+
+def run(spec_dict: dict, name: str, session: KeepingSession) -> None:
+    spec = validate_spec(spec_dict)
+    data = prepare(spec)
+    args = WorkerArgs(
+        spec=spec.model_dump(mode="json"),
+        run_dir=(storage_root(spec.storage) / name).uri,
+        use_gpu=False,
+        prepared_dir=str(data.path),
+        evaluate_test=False,
+    )
+    with one_rank_process_group(use_gpu=False):
+        run_recipe(args, session)
+
+
+def test_a_restored_trial_trains_with_its_new_learning_rate(
+    tiny_bert: Path, keyword_data: Path, tmp_path: Path
+) -> None:
+    def spec(lr: float, steps: int) -> dict:
+        return keyword_spec(
+            tiny_bert,
+            keyword_data,
+            tmp_path / "runs",
+            learning_rate=lr,
+            lr_scheduler="constant",
+            max_steps=steps,
+            eval_every=5,
+        ) | {"scaling": {"num_workers": 1}}
+
+    leader = KeepingSession(tmp_path / "kept")
+    (tmp_path / "kept").mkdir()
+    run(spec(3e-3, 10), "leader", leader)
+    assert [r["learning_rate"] for r in leader.reports] == [3e-3, 3e-3]
+    # The lagging trial continues from the leader's step-10 checkpoint with a new value.
+    follower = KeepingSession(tmp_path / "kept", restore_from=leader.checkpoints[-1])
+    run(spec(1e-5, 20), "follower", follower)
+    assert [r["step"] for r in follower.reports] == [10, 15, 20]  # resumed at step 10
+    assert [r["learning_rate"] for r in follower.reports] == [1e-5, 1e-5, 1e-5]
