@@ -310,6 +310,24 @@ class SchedulerSpec(Section):
         return self.name == "hyperband" or self.is_population
 
 
+class TrackersSpec(Section):
+    """Where trial results go beside the sweep folder (Ray Tune's logger callbacks, on the
+    driver). TensorBoard event files are always written, under RUN/ray-tune/<trial>/."""
+
+    mlflow: bool = Field(False, description="One MLflow run per trial: its params and metrics.")
+    mlflow_tracking_uri: str | None = Field(
+        None,
+        min_length=1,
+        description="null: a SQLite store in the sweep folder (RUN/mlflow.db); or any MLflow "
+        "tracking URI (http://..., file:///..., databricks).",
+    )
+    wandb: bool = Field(False, description="One Weights & Biases run per trial.")
+    wandb_project: str | None = Field(None, min_length=1, description="null: the spec's name.")
+    wandb_mode: Literal["offline", "online"] = Field(
+        "offline", description="offline: runs kept in RUN/wandb for `wandb sync` later."
+    )
+
+
 class SweepSpec(Section):
     num_samples: int = Field(
         8, ge=1, le=100000, description="Trials to run (with grid keys: times the grid's size)."
@@ -322,6 +340,14 @@ class SweepSpec(Section):
     space: dict[SpaceKey, Distribution] = Field(
         min_length=1, description="Dotted spec field -> distribution, e.g. train.learning_rate."
     )
+    oom_retries: int = Field(
+        2,
+        ge=0,
+        le=8,
+        description="On out-of-memory, a trial tries again with half the micro-batch and twice "
+        "the gradient accumulation (the same global batch), up to this many times.",
+    )
+    trackers: TrackersSpec = TrackersSpec()
     points_to_evaluate: list[dict[str, Any]] = Field(
         default_factory=list,
         description="Configurations to try first (space key -> value), e.g. a known good one.",

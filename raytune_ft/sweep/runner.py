@@ -19,8 +19,17 @@ from raytune_ft.run_folder import spec_yaml
 from raytune_ft.spec import validate_spec
 from raytune_ft.spec.experiment import ExperimentSpec
 from raytune_ft.spec.sweep_sections import SweepSpec
-from raytune_ft.storage import Location, check_storage, latest_run, location_of, new_run
+from raytune_ft.storage import (
+    Location,
+    StepLog,
+    check_storage,
+    latest_run,
+    location_of,
+    new_run,
+)
+from raytune_ft.sweep.oom import run_with_oom_retries
 from raytune_ft.sweep.registry import make_scheduler, make_searcher
+from raytune_ft.sweep.resume import check_unchanged
 from raytune_ft.sweep.space import (
     active_params,
     apply_params,
@@ -28,6 +37,7 @@ from raytune_ft.sweep.space import (
     trial_params,
     trial_spec,
 )
+from raytune_ft.sweep.trackers import tracker_callbacks
 from raytune_ft.train.export import exported
 from raytune_ft.train.failures import describe, root_cause
 from raytune_ft.train.policies import check_device_settings
@@ -65,35 +75,46 @@ def trial_driver(
     check_device_settings(spec, use_gpu)
     trial_id = tune.get_context().get_trial_id()
     trial_dir = location_of(sweep_dir, spec.storage) / "trials" / trial_id
-    spec_file = trial_dir / "spec.yaml"
-    if not spec_file.exists():
-        spec_file.write_text(spec_yaml(spec))
     prepared = _prepared_for(spec, base_spec, Path(prepared_dir))
-    if spec.scaling.num_workers == 1:
-        from raytune_ft.sweep.in_process import train_in_trial
-        from raytune_ft.train.loop import WorkerArgs
 
-        args = WorkerArgs(
-            spec=spec.model_dump(mode="json"),
-            run_dir=trial_dir.uri,
-            use_gpu=use_gpu,
-            prepared_dir=str(prepared),
+    def attempt(candidate: ExperimentSpec, oom_retries: int) -> None:
+        # The spec the trial really runs with (an out-of-memory retry changes the batching).
+        (trial_dir / "spec.yaml").write_text(spec_yaml(candidate))
+        if candidate.scaling.num_workers == 1:
+            from raytune_ft.sweep.in_process import train_in_trial
+            from raytune_ft.train.loop import WorkerArgs
+
+            args = WorkerArgs(
+                spec=candidate.model_dump(mode="json"),
+                run_dir=trial_dir.uri,
+                use_gpu=use_gpu,
+                prepared_dir=str(prepared),
+                evaluate_test=False,
+                oom_retries=oom_retries,
+            )
+            train_in_trial(args)
+            return
+        from ray.tune.integration.ray_train import TuneReportCallback
+
+        trainer = build_trainer(
+            candidate,
+            use_gpu,
+            trial_dir,
+            # A retry is a new Train run, not a resume of the one that ran out of memory.
+            "ray-train" if oom_retries == 0 else f"ray-train-oom{oom_retries}",
+            prepared,
+            callbacks=[TuneReportCallback()],
             evaluate_test=False,
+            oom_retries=oom_retries,
         )
-        train_in_trial(args)
-        return
-    from ray.tune.integration.ray_train import TuneReportCallback
+        trainer.fit()
 
-    trainer = build_trainer(
-        spec,
-        use_gpu,
-        trial_dir,
-        "ray-train",
-        prepared,
-        callbacks=[TuneReportCallback()],
-        evaluate_test=False,
-    )
-    trainer.fit()
+    def note(record: dict[str, Any]) -> None:  # the retry, in the trial's own log
+        log = StepLog(trial_dir / "steps.jsonl")
+        log.append(record)
+        log.flush()
+
+    run_with_oom_retries(spec, attempt, spec.sweep.oom_retries, note)
 
 
 def trial_resources(
@@ -150,6 +171,9 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
     sweep_dir = latest_run(root, spec.name, "tune") if resume else None
     if resume and (sweep_dir is None or not (sweep_dir / TUNE_DIR).exists()):
         raise UserError(f"--resume: no earlier sweep of {spec.name!r} under {spec.storage.path}")
+    if resume:
+        stored = sweep_dir / "spec.yaml"
+        check_unchanged(spec, stored.read_text(), stored.uri)
 
     cpus = spec.scaling.num_workers * spec.scaling.cpus_per_worker
     with ray_session(spec.cluster, cpus):
@@ -201,6 +225,7 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
                     # (a worker group restarts inside its TorchTrainer instead).
                     failure_config=tune.FailureConfig(max_failures=spec.scaling.max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=_checkpoints_kept(spec)),
+                    callbacks=tracker_callbacks(spec, sweep_dir),
                 ),
             )
         try:
@@ -211,7 +236,9 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
             best = _best_result(grid, spec)
             summary = _summarize(spec, grid, best, sweep_dir, max_t)
             best_spec = validate_spec(
-                apply_params(spec.model_dump(mode="json"), summary["best_config"])
+                apply_params(
+                    spec.model_dump(mode="json"), summary["best_config"] | _batching_run(best)
+                )
             )
             best_model = _publish_best_model(best, spec, sweep_dir)
             summary["test_metrics"] = (
@@ -249,6 +276,18 @@ def _checkpoints_kept(spec: ExperimentSpec) -> int:
     assert spec.sweep is not None
     keep = spec.train.checkpoint.keep
     return max(keep, KEPT_FOR_PAUSED_TRIALS) if spec.sweep.scheduler.pauses_trials else keep
+
+
+def _batching_run(result: Any) -> dict[str, Any]:
+    """The micro-batch and accumulation a trial ended with, when out-of-memory retries
+    changed them from what it sampled (the best spec must not run out of memory again)."""
+    metrics = result.metrics or {}
+    if not metrics.get("oom_retries"):
+        return {}
+    return {
+        "train.micro_batch_size": int(metrics["micro_batch_size"]),
+        "train.gradient_accumulation_steps": int(metrics["gradient_accumulation_steps"]),
+    }
 
 
 def _reuse_trial_processes(spec: ExperimentSpec) -> bool:

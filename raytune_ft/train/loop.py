@@ -94,6 +94,7 @@ class WorkerArgs:
     use_gpu: bool
     prepared_dir: str  # the prepared splits, memory-mapped by every worker
     evaluate_test: bool = True  # sweeps test only the best trial, from its export, at the end
+    oom_retries: int = 0  # out-of-memory retries before this attempt (halved micro-batches)
 
 
 def train_worker(config: dict[str, Any]) -> None:
@@ -368,6 +369,10 @@ class FinetuneRecipe:
             elapsed_s=time.monotonic() - self.started,
             finished=float(done),
             best_step=float(state.best_step or 0),
+            # What the trial really ran with (an out-of-memory retry halves the micro-batch).
+            micro_batch_size=spec.train.micro_batch_size,
+            gradient_accumulation_steps=spec.train.gradient_accumulation_steps,
+            oom_retries=self.args.oom_retries,
             **{f"best_{spec.metric}": state.best_metric},
         )
         self.window_loss.zero_()

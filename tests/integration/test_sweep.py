@@ -36,6 +36,7 @@ def test_three_trial_asha_optuna_sweep_writes_results(
                 ],
                 "search": {"algorithm": "optuna", "seed": 0},
                 "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 2},
+                "trackers": {"mlflow": True},
                 "space": {
                     "train.learning_rate": {"loguniform": [1e-6, 5e-3]},
                     "train.micro_batch_size": {"choice": [8, 16]},
@@ -59,6 +60,22 @@ def test_three_trial_asha_optuna_sweep_writes_results(
     assert summary["best_validation"] == pytest.approx(results["eval_accuracy"].max())
     assert summary["best_validation"] > 0.9
     assert summary["test_metrics"]["test_accuracy"] > 0.9
+
+    # MLflow (the default store: SQLite in the sweep folder) has a run per trial, with its
+    # sampled values as params and its evaluations as metric history.
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{run_dir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("kw-sweep")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 3
+    by_lr = {float(r.data.params["train.learning_rate"]): r for r in runs}
+    assert set(by_lr) == set(results["config/train.learning_rate"])
+    for lr, run in by_lr.items():
+        history = client.get_metric_history(run.info.run_id, "eval_accuracy")
+        evaluations = results.loc[results["config/train.learning_rate"] == lr, "evaluations"]
+        assert len(history) == int(evaluations.iloc[0]), (lr, len(history))
+        assert run.info.status == "FINISHED"
 
     # What a user looks at afterwards: the table best first, and the report's page.
     from typer.testing import CliRunner

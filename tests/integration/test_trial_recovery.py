@@ -1,6 +1,7 @@
-"""PBT/PB2 hand a lagging trial a better trial's checkpoint under new values: the restored
-run must train with the spec's learning rate, not the checkpoint's. No Ray here: the recipe
-runs in this process with a session that keeps its checkpoints."""
+"""How a trial recovers, with the real recipe in this process (no Ray; a session that keeps
+its checkpoints): PBT/PB2 hand a lagging trial a better trial's checkpoint under new values,
+and the restored run must train with the spec's learning rate, not the checkpoint's; a trial
+that runs out of memory tries again with half the micro-batch."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ class KeepingSession:
             self.checkpoints.append(target)
 
 
-def run(spec_dict: dict, name: str, session: KeepingSession) -> None:
+def run(spec_dict: dict, name: str, session: KeepingSession, oom_retries: int = 0) -> None:
     spec = validate_spec(spec_dict)
     data = prepare(spec)
     args = WorkerArgs(
@@ -49,6 +50,7 @@ def run(spec_dict: dict, name: str, session: KeepingSession) -> None:
         use_gpu=False,
         prepared_dir=str(data.path),
         evaluate_test=False,
+        oom_retries=oom_retries,
     )
     with one_rank_process_group(use_gpu=False):
         run_recipe(args, session)
@@ -77,3 +79,42 @@ def test_a_restored_trial_trains_with_its_new_learning_rate(
     run(spec(1e-5, 20), "follower", follower)
     assert [r["step"] for r in follower.reports] == [10, 15, 20]  # resumed at step 10
     assert [r["learning_rate"] for r in follower.reports] == [1e-5, 1e-5, 1e-5]
+
+
+def test_a_trial_out_of_memory_retries_with_half_the_micro_batch(
+    tiny_bert: Path, keyword_data: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import torch
+    from transformers import BertForSequenceClassification
+
+    from raytune_ft.sweep.oom import run_with_oom_retries
+
+    forward = BertForSequenceClassification.forward
+
+    def small_device(self, input_ids=None, **kwargs):  # an injected out-of-memory error
+        if input_ids is not None and input_ids.shape[0] > 8:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return forward(self, input_ids=input_ids, **kwargs)
+
+    monkeypatch.setattr(BertForSequenceClassification, "forward", small_device)
+    spec = validate_spec(
+        keyword_spec(tiny_bert, keyword_data, tmp_path / "runs", max_steps=10, eval_every=5)
+        | {"scaling": {"num_workers": 1}}
+    )
+    assert (spec.train.micro_batch_size, spec.train.gradient_accumulation_steps) == (16, 1)
+    session, notes = KeepingSession(tmp_path), []
+
+    def attempt(candidate, retries: int) -> None:
+        run(candidate.model_dump(mode="json"), f"try{retries}", session, oom_retries=retries)
+
+    final = run_with_oom_retries(spec, attempt, retries=2, note=notes.append)
+    assert (final.train.micro_batch_size, final.train.gradient_accumulation_steps) == (8, 2)
+    assert [n["retry_micro_batch_size"] for n in notes] == [8]
+    assert "OutOfMemoryError" in notes[0]["error"]
+    # The retry ran the whole schedule (same global batch: the same 10 optimizer steps), and
+    # its results say how it ran.
+    assert [r["step"] for r in session.reports] == [5, 10]
+    assert {
+        (r["micro_batch_size"], r["gradient_accumulation_steps"], r["oom_retries"])
+        for r in session.reports
+    } == {(8, 2, 1)}
