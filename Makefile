@@ -21,6 +21,9 @@ $(STAMP):
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e ".[dev]"
+	# BOHB's hpbandster (2018, source only) also requires netifaces, a C extension used only
+	# by its own name server, which Ray's TuneBOHB never starts: its other needs are above.
+	$(BIN)/python -m pip install -q --no-deps hpbandster==0.7.4
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -105,6 +105,42 @@ def tune(spec: SpecArg, set_: SetOpt = None, resume: ResumeOpt = False) -> None:
     _print_outcome("tune", outcome.run_dir, outcome.summary)
 
 
+RunArg = Annotated[Path, typer.Argument(help="A sweep folder (runs/<name>-tune-<time>/).")]
+
+
+@app.command()
+@user_errors
+def results(
+    run: RunArg,
+    top: Annotated[int | None, typer.Option(min=1, help="Show the best N trials only.")] = None,
+) -> None:
+    """Print a sweep's trials, best first, then its best spec."""
+    from rich.console import Console
+
+    from raytune_ft.sweep.results import load_results, results_table
+
+    found = load_results(run)
+    console = Console()
+    console.print(results_table(found, top))
+    if found.best_spec_path is not None:
+        console.print(f"best spec: {found.best_spec_path}")
+        typer.echo(found.best_spec_path.read_text(), nl=False)
+
+
+@app.command()
+@user_errors
+def report(
+    run: RunArg,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for the page and its PNGs (default RUN/report).")
+    ] = None,
+) -> None:
+    """Write an HTML report of a sweep (learning curves, parallel coordinates, importance)."""
+    from raytune_ft.sweep.report import write_report
+
+    typer.echo(str(write_report(run, out)))
+
+
 def _print_outcome(kind: str, run_dir: Path, summary: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table

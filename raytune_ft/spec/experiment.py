@@ -18,9 +18,9 @@ from raytune_ft.spec.sections import (
     ScalingSpec,
     Section,
     StorageSpec,
-    SweepSpec,
     TrainSpec,
 )
+from raytune_ft.spec.sweep_sections import SweepSpec
 from raytune_ft.spec.task_sections import ClassificationTask, TaskSpec
 
 STAGE_MERGED_SECTIONS = ("data", "train", "peft")
@@ -122,6 +122,17 @@ class ExperimentSpec(Section):
             raise ValueError(
                 "peft.method: an adapter over a randomly initialised model trains on frozen "
                 "random weights; expected model.init: pretrained, or peft.method: none"
+            )
+        if (
+            self.sweep is not None
+            and self.sweep.scheduler.is_population
+            and (self.scaling.num_workers > 1 or "scaling.num_workers" in self.sweep.space)
+        ):
+            # A worker group's reports reach Tune without a Tune checkpoint to exploit.
+            raise ValueError(
+                f"sweep.scheduler.name: {self.sweep.scheduler.name} needs one-worker trials "
+                "(scaling.num_workers: 1, not in the space); use asha or hyperband for "
+                "multi-worker trials"
             )
         if self.stages is not None:
             if self.sweep is not None:

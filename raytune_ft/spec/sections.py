@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import builtins
 import re
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
-    Discriminator,
     Field,
-    Tag,
     ValidationError,
     ValidationInfo,
     ValidatorFunctionWrapHandler,
@@ -416,113 +412,6 @@ class ScalingSpec(Section):
         """What one worker asks Ray for."""
         gpus = {"GPU": self.gpus_per_worker} if use_gpu else {}
         return {"CPU": float(self.cpus_per_worker)} | gpus | self.resources_per_worker
-
-
-# --------------------------------------------------------------------------- sweep
-
-
-class LogUniform(Section):
-    loguniform: tuple[float, float]
-
-    @model_validator(mode="after")
-    def _ordered_positive(self) -> LogUniform:
-        low, high = self.loguniform
-        if not 0 < low < high:
-            raise ValueError(f"loguniform [{low:g}, {high:g}]: expected 0 < low < high")
-        return self
-
-
-class Uniform(Section):
-    uniform: tuple[float, float]
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Uniform:
-        if not self.uniform[0] < self.uniform[1]:
-            raise ValueError(f"uniform {list(self.uniform)}: expected low < high")
-        return self
-
-
-class IntRange(Section):
-    int: tuple[builtins.int, builtins.int] = Field(
-        description="Inclusive integer range [low, high]."
-    )
-
-    @model_validator(mode="after")
-    def _ordered(self) -> IntRange:
-        if not self.int[0] <= self.int[1]:
-            raise ValueError(f"int {list(self.int)}: expected low <= high")
-        return self
-
-
-class Choice(Section):
-    choice: list[bool | int | float | str | None] = Field(min_length=1)
-
-
-_DISTRIBUTION_KEYS = ("loguniform", "uniform", "int", "choice")
-
-
-def _distribution_kind(value: object) -> str | None:
-    if isinstance(value, BaseModel):
-        return next(k for k in _DISTRIBUTION_KEYS if k in type(value).model_fields)
-    if isinstance(value, dict):
-        return next((k for k in _DISTRIBUTION_KEYS if k in value), None)
-    return None
-
-
-Distribution = Annotated[
-    Annotated[LogUniform, Tag("loguniform")]
-    | Annotated[Uniform, Tag("uniform")]
-    | Annotated[IntRange, Tag("int")]
-    | Annotated[Choice, Tag("choice")],
-    Discriminator(
-        _distribution_kind,
-        custom_error_type="distribution",
-        custom_error_message="expected one of {loguniform: [lo, hi]}, {uniform: [lo, hi]}, "
-        "{int: [lo, hi]}, {choice: [...]}",
-    ),
-]
-
-
-class SearchSpec(Section):
-    algorithm: Literal["optuna", "random"] = "optuna"
-    seed: int | None = Field(None, description="Searcher seed; null uses the experiment seed.")
-
-
-class SchedulerSpec(Section):
-    name: Literal["asha", "fifo"] = "asha"
-    grace_period: int = Field(1, ge=1, description="Evaluations every trial gets before a cut.")
-    reduction_factor: float = Field(2.0, gt=1)
-
-
-def _names_a_spec_field(key: str) -> str:
-    """A space key is a dotted path to a real field of the spec (checked against the schema)."""
-    from raytune_ft.spec.experiment import ExperimentSpec
-
-    node: Any = ExperimentSpec
-    for part in key.split("."):
-        node = field_type(node, part)
-        if node is None:
-            raise ValueError(
-                f"no spec field {part!r} there; expected a dotted path such as train.learning_rate"
-            )
-    if key.split(".")[0] == "sweep":
-        raise ValueError("a sweep cannot search its own settings; expected a field outside sweep")
-    return key
-
-
-SpaceKey = Annotated[str, AfterValidator(_names_a_spec_field)]
-
-
-class SweepSpec(Section):
-    num_samples: int = Field(8, ge=1, le=100000, description="Trials to run.")
-    max_concurrent_trials: int | None = Field(
-        None, ge=1, description="null: as many as the cluster's CPUs/GPUs fit."
-    )
-    search: SearchSpec = SearchSpec()
-    scheduler: SchedulerSpec = SchedulerSpec()
-    space: dict[SpaceKey, Distribution] = Field(
-        min_length=1, description="Dotted spec field -> distribution, e.g. train.learning_rate."
-    )
 
 
 # --------------------------------------------------------------------------- where it runs

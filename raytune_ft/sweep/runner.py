@@ -18,10 +18,26 @@ from raytune_ft.launch.resources import Placement, plan_placement
 from raytune_ft.run_folder import spec_yaml
 from raytune_ft.spec import validate_spec
 from raytune_ft.spec.experiment import ExperimentSpec
-from raytune_ft.spec.sections import Distribution
-from raytune_ft.storage import Location, check_storage, latest_run, location_of, new_run
+from raytune_ft.spec.sweep_sections import SweepSpec
+from raytune_ft.storage import (
+    Location,
+    StepLog,
+    check_storage,
+    latest_run,
+    location_of,
+    new_run,
+)
+from raytune_ft.sweep.oom import run_with_oom_retries
 from raytune_ft.sweep.registry import make_scheduler, make_searcher
-from raytune_ft.sweep.space import apply_params, param_space
+from raytune_ft.sweep.resume import check_unchanged
+from raytune_ft.sweep.space import (
+    active_params,
+    apply_params,
+    param_space,
+    trial_params,
+    trial_spec,
+)
+from raytune_ft.sweep.trackers import tracker_callbacks
 from raytune_ft.train.export import exported
 from raytune_ft.train.failures import describe, root_cause
 from raytune_ft.train.policies import check_device_settings
@@ -55,39 +71,50 @@ def trial_driver(
 
     # Spaces too large to check every combination up front are checked here, per sample: the
     # trial fails at once with the reason (Optuna records it as failed) instead of training.
-    spec = validate_spec(apply_params(base_spec, params))
+    spec = validate_spec(trial_spec(base_spec, params))
     check_device_settings(spec, use_gpu)
     trial_id = tune.get_context().get_trial_id()
     trial_dir = location_of(sweep_dir, spec.storage) / "trials" / trial_id
-    spec_file = trial_dir / "spec.yaml"
-    if not spec_file.exists():
-        spec_file.write_text(spec_yaml(spec))
     prepared = _prepared_for(spec, base_spec, Path(prepared_dir))
-    if spec.scaling.num_workers == 1:
-        from raytune_ft.sweep.in_process import train_in_trial
-        from raytune_ft.train.loop import WorkerArgs
 
-        args = WorkerArgs(
-            spec=spec.model_dump(mode="json"),
-            run_dir=trial_dir.uri,
-            use_gpu=use_gpu,
-            prepared_dir=str(prepared),
+    def attempt(candidate: ExperimentSpec, oom_retries: int) -> None:
+        # The spec the trial really runs with (an out-of-memory retry changes the batching).
+        (trial_dir / "spec.yaml").write_text(spec_yaml(candidate))
+        if candidate.scaling.num_workers == 1:
+            from raytune_ft.sweep.in_process import train_in_trial
+            from raytune_ft.train.loop import WorkerArgs
+
+            args = WorkerArgs(
+                spec=candidate.model_dump(mode="json"),
+                run_dir=trial_dir.uri,
+                use_gpu=use_gpu,
+                prepared_dir=str(prepared),
+                evaluate_test=False,
+                oom_retries=oom_retries,
+            )
+            train_in_trial(args)
+            return
+        from ray.tune.integration.ray_train import TuneReportCallback
+
+        trainer = build_trainer(
+            candidate,
+            use_gpu,
+            trial_dir,
+            # A retry is a new Train run, not a resume of the one that ran out of memory.
+            "ray-train" if oom_retries == 0 else f"ray-train-oom{oom_retries}",
+            prepared,
+            callbacks=[TuneReportCallback()],
             evaluate_test=False,
+            oom_retries=oom_retries,
         )
-        train_in_trial(args)
-        return
-    from ray.tune.integration.ray_train import TuneReportCallback
+        trainer.fit()
 
-    trainer = build_trainer(
-        spec,
-        use_gpu,
-        trial_dir,
-        "ray-train",
-        prepared,
-        callbacks=[TuneReportCallback()],
-        evaluate_test=False,
-    )
-    trainer.fit()
+    def note(record: dict[str, Any]) -> None:  # the retry, in the trial's own log
+        log = StepLog(trial_dir / "steps.jsonl")
+        log.append(record)
+        log.flush()
+
+    run_with_oom_retries(spec, attempt, spec.sweep.oom_retries, note)
 
 
 def trial_resources(
@@ -99,7 +126,7 @@ def trial_resources(
 
     def resources(params: dict[str, Any]) -> dict[str, float]:
         try:
-            spec = validate_spec(apply_params(base_spec, params))
+            spec = validate_spec(trial_spec(base_spec, params))
         except UserError:  # the trial fails at once with the reason (trial_driver)
             return {"CPU": DRIVER_CPUS}
         if spec.scaling.num_workers == 1:
@@ -128,7 +155,7 @@ def trial_concurrency(spec: ExperimentSpec, placement: Placement) -> int:
     assert spec.sweep is not None
     if spec.sweep.max_concurrent_trials is not None:
         return spec.sweep.max_concurrent_trials
-    return min(placement.trial_capacity(spec), spec.sweep.num_samples)
+    return min(placement.trial_capacity(spec), spec.sweep.total_trials)
 
 
 def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
@@ -138,12 +165,15 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
         raise UserError("sweep: the spec has no sweep section; use `raytune-ft train` instead")
     started = time.time()
     data = preflight(spec)
-    evaluations_per_trial = _check_space(spec, len(data["train"]))
+    max_t = _check_space(spec, len(data["train"]))
 
     root = check_storage(spec.storage)
     sweep_dir = latest_run(root, spec.name, "tune") if resume else None
     if resume and (sweep_dir is None or not (sweep_dir / TUNE_DIR).exists()):
         raise UserError(f"--resume: no earlier sweep of {spec.name!r} under {spec.storage.path}")
+    if resume:
+        stored = sweep_dir / "spec.yaml"
+        check_unchanged(spec, stored.read_text(), stored.uri)
 
     cpus = spec.scaling.num_workers * spec.scaling.cpus_per_worker
     with ray_session(spec.cluster, cpus):
@@ -172,18 +202,20 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
                 storage_filesystem=sweep_dir.fs,
             )
         else:
+            searcher = make_searcher(spec, trial_concurrency(spec, placement))
             tuner = tune.Tuner(
                 trainable,
-                param_space=param_space(spec.sweep.space),
+                # A searcher that holds its own space (Optuna's conditional one) gets none here.
+                param_space={} if searcher.has_own_space else param_space(spec.sweep),
                 tune_config=tune.TuneConfig(
                     metric=spec.metric,
                     mode=spec.metric_mode,
-                    search_alg=make_searcher(spec, trial_concurrency(spec, placement)),
-                    scheduler=make_scheduler(spec, evaluations_per_trial),
-                    num_samples=spec.sweep.num_samples,
+                    search_alg=searcher.algorithm,
+                    scheduler=make_scheduler(spec, max_t),
+                    num_samples=spec.sweep.samples,
                     # A warm trial process (imports done, CUDA up) takes the next trial;
                     # not when trials run worker groups, which a stopped trial may still hold.
-                    reuse_actors=_one_worker_trials(spec),
+                    reuse_actors=_reuse_trial_processes(spec),
                 ),
                 run_config=tune.RunConfig(
                     name=TUNE_DIR,
@@ -192,7 +224,8 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
                     # A one-worker trial that dies restarts from its last checkpoint here
                     # (a worker group restarts inside its TorchTrainer instead).
                     failure_config=tune.FailureConfig(max_failures=spec.scaling.max_failures),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.train.checkpoint.keep),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=_checkpoints_kept(spec)),
+                    callbacks=tracker_callbacks(spec, sweep_dir),
                 ),
             )
         try:
@@ -201,9 +234,11 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
             if interrupts.received() is not None:  # Tune stopped gracefully and saved its state
                 raise Interrupted(interrupts.received(), sweep_dir)
             best = _best_result(grid, spec)
-            summary = _summarize(spec, grid, best, sweep_dir, evaluations_per_trial)
+            summary = _summarize(spec, grid, best, sweep_dir, max_t)
             best_spec = validate_spec(
-                apply_params(spec.model_dump(mode="json"), summary["best_config"])
+                apply_params(
+                    spec.model_dump(mode="json"), summary["best_config"] | _batching_run(best)
+                )
             )
             best_model = _publish_best_model(best, spec, sweep_dir)
             summary["test_metrics"] = (
@@ -231,8 +266,36 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
     return SweepOutcome(sweep_dir, summary)
 
 
-def _one_worker_trials(spec: ExperimentSpec) -> bool:
+# PBT copies another trial's checkpoint a moment after that trial reported it, and HyperBand
+# resumes a paused trial from its own: with too few kept, Tune deletes them first (its warning
+# says <= 2 is unsafe).
+KEPT_FOR_PAUSED_TRIALS = 4
+
+
+def _checkpoints_kept(spec: ExperimentSpec) -> int:
     assert spec.sweep is not None
+    keep = spec.train.checkpoint.keep
+    return max(keep, KEPT_FOR_PAUSED_TRIALS) if spec.sweep.scheduler.pauses_trials else keep
+
+
+def _batching_run(result: Any) -> dict[str, Any]:
+    """The micro-batch and accumulation a trial ended with, when out-of-memory retries
+    changed them from what it sampled (the best spec must not run out of memory again)."""
+    metrics = result.metrics or {}
+    if not metrics.get("oom_retries"):
+        return {}
+    return {
+        "train.micro_batch_size": int(metrics["micro_batch_size"]),
+        "train.gradient_accumulation_steps": int(metrics["gradient_accumulation_steps"]),
+    }
+
+
+def _reuse_trial_processes(spec: ExperimentSpec) -> bool:
+    """One-worker trials reuse a warm process; not under PBT/PB2, which restart trials under
+    new configs from other trials' checkpoints."""
+    assert spec.sweep is not None
+    if spec.sweep.scheduler.is_population:
+        return False
     return spec.scaling.num_workers == 1 and "scaling.num_workers" not in spec.sweep.space
 
 
@@ -260,48 +323,89 @@ def _as_placement(resources: Callable[[dict[str, Any]], dict[str, float]]) -> An
 MAX_CHECKED_COMBINATIONS = 4096
 
 
-def _check_space(spec: ExperimentSpec, num_train_examples: int) -> int:
+def _check_space(spec: ExperimentSpec, num_train_examples: int) -> float:
     """Check that the space makes valid specs, before any trial starts.
 
-    Each bound of each key alone first (the clearest message), then every combination of
-    bounds and choices the searcher can produce (keys that are valid alone may not be valid
-    together, e.g. zero_stage 0 with optimizer offload). Returns the most evaluations any
-    trial can run (ASHA's max_t): a sampled batch size or epoch count changes it.
+    Each bound of each key alone first (the clearest message; a conditional key with its
+    conditions met), then every combination of bounds and choices the searcher can produce
+    (keys that are valid alone may not be valid together, e.g. zero_stage 0 with optimizer
+    offload; keys whose conditions fail drop out). Returns the most any trial can run in the
+    scheduler's time unit (its max_t), over those joint combinations: a sampled batch size or
+    epoch count changes it.
     """
-    assert spec.sweep is not None
+    sweep = spec.sweep
+    assert sweep is not None
     base = spec.model_dump(mode="json")
-    corners = {key: _corner_values(dist) for key, dist in spec.sweep.space.items()}
+    unit = sweep.scheduler.time_unit
+    corners = {key: dist.corners for key, dist in sweep.space.items()}
     alone = (
-        ({key: value}, f'sweep.space."{key}" value {value!r}')
+        (
+            active_params(sweep, base, _with_conditions_met(sweep, key, value)),
+            f'sweep.space."{key}" value {value!r}',
+        )
         for key, values in corners.items()
         for value in values
     )
+    points = (
+        (active_params(sweep, base, point), f"sweep.points_to_evaluate[{i}]")
+        for i, point in enumerate(sweep.points_to_evaluate)
+    )
     most = max(
-        spec.schedule(num_train_examples).num_evaluations,
-        _most_evaluations(base, alone, num_train_examples),
+        time_budget(spec, num_train_examples, unit),
+        _most_time(base, itertools.chain(alone, points), num_train_examples, unit),
     )
     if len(corners) < 2 or math.prod(len(v) for v in corners.values()) > MAX_CHECKED_COMBINATIONS:
         return most  # too many to list: each trial validates its own sample (trial_driver)
-    combinations = (
-        dict(zip(corners, values, strict=True)) for values in itertools.product(*corners.values())
-    )
+    seen: list[dict[str, Any]] = []
+    for values in itertools.product(*corners.values()):
+        params = active_params(sweep, base, dict(zip(corners, values, strict=True)))
+        if params not in seen:
+            seen.append(params)
     combined = (
         (params, "sweep.space: " + ", ".join(f"{k}={v!r}" for k, v in params.items()) + " together")
-        for params in combinations
+        for params in seen
     )
-    return max(most, _most_evaluations(base, combined, num_train_examples, max_problems=5))
+    return max(most, _most_time(base, combined, num_train_examples, unit, max_problems=5))
 
 
-def _most_evaluations(
+def _with_conditions_met(sweep: SweepSpec, key: str, value: Any) -> dict[str, Any]:
+    """{key: value} plus, for each space key its `when` names, a value that meets it."""
+    chosen = {key: value}
+    pending = [key]
+    while pending:
+        for other, wanted in (sweep.space[pending.pop()].when or {}).items():
+            if other in sweep.space and other not in chosen:
+                chosen[other] = wanted[0] if isinstance(wanted, list) else wanted
+                pending.append(other)
+    return chosen
+
+
+def time_budget(spec: ExperimentSpec, num_train_examples: int, unit: str) -> float:
+    """How much of the scheduler's time unit one full trial of this spec runs."""
+    schedule = spec.schedule(num_train_examples)
+    if unit == "evaluations":
+        return schedule.num_evaluations
+    if unit == "steps":
+        return schedule.total_steps
+    if unit == "epochs":
+        return schedule.total_steps / schedule.steps_per_epoch
+    # tokens: every sequence at its longest (an upper bound; exact when packed)
+    train = spec.train
+    batch = train.micro_batch_size * train.gradient_accumulation_steps * spec.scaling.num_workers
+    return schedule.total_steps * batch * spec.data.max_length
+
+
+def _most_time(
     base: dict[str, Any],
     candidates: Iterable[tuple[dict[str, Any], str]],
     num_train_examples: int,
+    unit: str,
     max_problems: int | None = None,
-) -> int:
-    """Validate each (params, label) candidate; the most evaluations among them, or every
-    problem (up to `max_problems`) as UserError lines prefixed by the candidate's label."""
+) -> float:
+    """Validate each (params, label) candidate; the most time among them, or every problem
+    (up to `max_problems`) as UserError lines prefixed by the candidate's label."""
     problems: list[str] = []
-    most = 0
+    most = 0.0
     for params, label in candidates:
         try:
             candidate = validate_spec(apply_params(base, params))
@@ -310,15 +414,10 @@ def _most_evaluations(
             if max_problems is not None and len(problems) >= max_problems:
                 break
             continue
-        most = max(most, candidate.schedule(num_train_examples).num_evaluations)
+        most = max(most, time_budget(candidate, num_train_examples, unit))
     if problems:
         raise UserError(problems)
     return most
-
-
-def _corner_values(dist: Distribution) -> list[Any]:
-    """The values of a distribution that the checks try: its choices, or its two bounds."""
-    return list(next(iter(dist.model_dump().values())))
 
 
 def _best_result(grid: Any, spec: ExperimentSpec) -> Any:
@@ -338,19 +437,29 @@ def _best_result(grid: Any, spec: ExperimentSpec) -> Any:
 
 
 def _summarize(
-    spec: ExperimentSpec, grid: Any, best: Any, sweep_dir: Location, evaluations_per_trial: int
+    spec: ExperimentSpec, grid: Any, best: Any, sweep_dir: Location, max_t: float
 ) -> dict[str, Any]:
-    metric = spec.metric
+    metric, sweep = spec.metric, spec.sweep
+    assert sweep is not None
+    # One row per trial at its best evaluation, plus how the trial ended (its last report).
     frame = grid.get_dataframe(filter_metric=metric, filter_mode=spec.metric_mode)
-    (sweep_dir / "results.csv").write_text(frame.to_csv(index=False))
     counts = {"finished": 0, "stopped_early": 0, "errored": 0}
+    ends = {}
     for result in grid:
+        last = result.metrics or {}
         if result.error is not None:
-            counts["errored"] += 1
-        elif result.metrics and result.metrics.get("finished"):
-            counts["finished"] += 1
+            ended = "errored"
+        elif last.get("finished"):
+            ended = "finished"
         else:
-            counts["stopped_early"] += 1
+            ended = "stopped_early"
+        counts[ended] += 1
+        ends[last.get("trial_id")] = (ended, last.get("training_iteration"), last.get("step"))
+    if len(frame):
+        frame["ended"] = [ends.get(t, (None,))[0] for t in frame["trial_id"]]
+        frame["evaluations"] = [ends.get(t, (None, None))[1] for t in frame["trial_id"]]
+        frame["last_step"] = [ends.get(t, (None, None, None))[2] for t in frame["trial_id"]]
+    (sweep_dir / "results.csv").write_text(frame.to_csv(index=False))
     best_value = best.metrics_dataframe[metric]
     best_value = best_value.max() if spec.metric_mode == "max" else best_value.min()
     return {
@@ -358,10 +467,15 @@ def _summarize(
         "metric": metric,
         "mode": spec.metric_mode,
         "best_validation": float(best_value),
-        "best_config": {k: _plain(v) for k, v in best.config.items()},
+        # The spec fields the best trial set (section choices decoded, inactive keys left out).
+        "best_config": {
+            k: _plain(v)
+            for k, v in trial_params(sweep, spec.model_dump(mode="json"), best.config).items()
+        },
         "best_trial_path": best.path,
         "trials": counts | {"total": len(grid)},
-        "evaluations_per_trial": evaluations_per_trial,
+        "time_unit": sweep.scheduler.time_unit,
+        "max_t": max_t,
     }
 
 

@@ -94,6 +94,7 @@ class WorkerArgs:
     use_gpu: bool
     prepared_dir: str  # the prepared splits, memory-mapped by every worker
     evaluate_test: bool = True  # sweeps test only the best trial, from its export, at the end
+    oom_retries: int = 0  # out-of-memory retries before this attempt (halved micro-batches)
 
 
 def train_worker(config: dict[str, Any]) -> None:
@@ -201,6 +202,7 @@ class FinetuneRecipe:
                 )
             self.state = LoopState(**client_state["loop"])
             self.clock = Clock(**client_state.get("clock", {}))
+            self._apply_hyperparameters()
         # An export of an earlier attempt (restarted with or without a checkpoint) stays the
         # best unless beaten: best-model/ never goes back to a worse model. Rank 0 reads it
         # and tells the others, since it decides a collective (the ZeRO-3 gather of exports).
@@ -236,6 +238,24 @@ class FinetuneRecipe:
         self.steps_log = StepLog(self.run_dir / "steps.jsonl") if self.rank == 0 else None
         if self.steps_log is not None and self.resumed is not None:
             self.steps_log.append({"event": "resumed", "step": self.engine.global_steps})
+
+    def _apply_hyperparameters(self) -> None:
+        """The spec's learning rate and weight decay over the restored optimizer's.
+
+        A restore loads the optimizer's and the schedule's values of the run that saved the
+        checkpoint. For a resumed run they are the same; under PBT/PB2 the checkpoint is a
+        better trial's and the spec holds the new, perturbed values, which must win.
+        """
+        train = self.spec.train
+        schedule = self.lr_schedule  # a LambdaLR (every train.lr_scheduler is one)
+        schedule.base_lrs = [train.learning_rate] * len(schedule.base_lrs)
+        # The schedule's value at its restored step, from the new base.
+        lrs = [train.learning_rate * f(schedule.last_epoch) for f in schedule.lr_lambdas]
+        for group, lr in zip(schedule.optimizer.param_groups, lrs, strict=True):
+            group["initial_lr"], group["lr"] = train.learning_rate, lr
+            if group.get("decayed", group["weight_decay"] > 0):  # older checkpoints: no mark
+                group["weight_decay"] = train.weight_decay
+        schedule._last_lr = lrs  # what get_last_lr() reports until the next step
 
     def close(self) -> None:
         if self.exporter is not None:
@@ -349,6 +369,10 @@ class FinetuneRecipe:
             elapsed_s=time.monotonic() - self.started,
             finished=float(done),
             best_step=float(state.best_step or 0),
+            # What the trial really ran with (an out-of-memory retry halves the micro-batch).
+            micro_batch_size=spec.train.micro_batch_size,
+            gradient_accumulation_steps=spec.train.gradient_accumulation_steps,
+            oom_retries=self.args.oom_retries,
             **{f"best_{spec.metric}": state.best_metric},
         )
         self.window_loss.zero_()
@@ -636,9 +660,9 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str,
         if not param.requires_grad:
             continue
         (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
-    groups = [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+    groups = [  # "decayed" travels in checkpoints: a restore knows which group is which
+        {"params": decay, "weight_decay": weight_decay, "decayed": True},
+        {"params": no_decay, "weight_decay": 0.0, "decayed": False},
     ]
     # No empty group: DeepSpeed drops it from the optimizer, and a scheduler built on both
     # groups then fails at its first step (LoRA on a bias-free model such as Llama).

@@ -74,6 +74,7 @@ def build_trainer(
     prepared_dir: Path,
     callbacks: list[Any] | None = None,
     evaluate_test: bool = True,
+    oom_retries: int = 0,
 ) -> Any:
     """A TorchTrainer for this spec, writing under `run_dir/name`; the newest
     `train.checkpoint.keep` resume checkpoints are kept (the best model is an export)."""
@@ -97,6 +98,7 @@ def build_trainer(
                 use_gpu=use_gpu,
                 prepared_dir=str(prepared_dir),
                 evaluate_test=evaluate_test,
+                oom_retries=oom_retries,
             )
         ),
         scaling_config=ray.train.ScalingConfig(

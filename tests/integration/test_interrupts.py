@@ -151,6 +151,25 @@ def test_a_signal_stops_a_sweep_and_resume_finishes_it(
     assert (sweep_dir / "ray-tune").is_dir()  # Tune saved its state for --resume
     if signum != signal.SIGINT:
         return
+    # A spec changed since the sweep started is refused, naming the field and both values:
+    # Tune would go on feeding the remaining trials the stored spec.
+    changed = subprocess.run(
+        [
+            *["python", "-m", "raytune_ft", "tune"],
+            str(spec),
+            "--resume",
+            "--set",
+            "train.weight_decay=0.2",
+        ],
+        cwd=spec.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert changed.returncode == 2, changed.stderr[-2000:]
+    assert changed.stderr.startswith(
+        "error: --resume: train.weight_decay: the sweep started with 0.01, the spec now says 0.2;"
+    ), changed.stderr
     resume("tune", spec)  # finishes the sweep in the same folder
     summary = json.loads((sweep_dir / "summary.json").read_text())
     assert summary["trials"]["total"] == 2 and summary["trials"]["errored"] == 0

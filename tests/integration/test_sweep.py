@@ -27,10 +27,18 @@ def test_three_trial_asha_optuna_sweep_writes_results(
             "scaling": {"num_workers": 1},
             "sweep": {
                 "num_samples": 3,
+                # One at a time, a good trial first: the bad one meets its result at ASHA's
+                # first rung and is cut there.
+                "max_concurrent_trials": 1,
+                "points_to_evaluate": [
+                    {"train.learning_rate": 5e-3, "train.micro_batch_size": 8},
+                    {"train.learning_rate": 1e-6, "train.micro_batch_size": 8},
+                ],
                 "search": {"algorithm": "optuna", "seed": 0},
                 "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 2},
+                "trackers": {"mlflow": True},
                 "space": {
-                    "train.learning_rate": {"loguniform": [1e-3, 5e-3]},
+                    "train.learning_rate": {"loguniform": [1e-6, 5e-3]},
                     "train.micro_batch_size": {"choice": [8, 16]},
                 },
             },
@@ -42,11 +50,44 @@ def test_three_trial_asha_optuna_sweep_writes_results(
 
     results = pd.read_csv(run_dir / "results.csv")
     assert len(results) == 3
+    bad = results[results["config/train.learning_rate"] == 1e-6].iloc[0]
+    good = results[results["config/train.learning_rate"] == 5e-3].iloc[0]
+    assert (good["ended"], good["evaluations"]) == ("finished", 16)  # 80 steps, every 5
+    assert bad["ended"] == "stopped_early" and bad["evaluations"] < 16  # cut by ASHA
+    assert summary["trials"]["stopped_early"] >= 1
     assert summary["trials"]["total"] == 3 and summary["trials"]["errored"] == 0
     assert summary["trials"]["finished"] + summary["trials"]["stopped_early"] == 3
     assert summary["best_validation"] == pytest.approx(results["eval_accuracy"].max())
     assert summary["best_validation"] > 0.9
     assert summary["test_metrics"]["test_accuracy"] > 0.9
+
+    # MLflow (the default store: SQLite in the sweep folder) has a run per trial, with its
+    # sampled values as params and its evaluations as metric history.
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{run_dir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("kw-sweep")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 3
+    by_lr = {float(r.data.params["train.learning_rate"]): r for r in runs}
+    assert set(by_lr) == set(results["config/train.learning_rate"])
+    for lr, run in by_lr.items():
+        history = client.get_metric_history(run.info.run_id, "eval_accuracy")
+        evaluations = results.loc[results["config/train.learning_rate"] == lr, "evaluations"]
+        assert len(history) == int(evaluations.iloc[0]), (lr, len(history))
+        assert run.info.status == "FINISHED"
+
+    # What a user looks at afterwards: the table best first, and the report's page.
+    from typer.testing import CliRunner
+
+    from raytune_ft.cli import app
+
+    shown = CliRunner().invoke(app, ["results", str(run_dir)], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    first_row = next(line for line in shown.output.splitlines() if line.startswith("│ 1 "))
+    assert f"{summary['best_validation']:.4f}" in first_row
+    page = CliRunner().invoke(app, ["report", str(run_dir)])
+    assert page.exit_code == 0 and (run_dir / "report" / "learning_curves.png").exists()
 
     best = load_spec(run_dir / "best-spec.yaml")
     assert best.sweep is None

@@ -19,7 +19,7 @@ SPACE = {
 
 def test_param_space_samples_within_bounds() -> None:
     spec = validate_spec(minimal_spec(sweep={"space": SPACE}))
-    space = param_space(spec.sweep.space)
+    space = param_space(spec.sweep)
     for _ in range(50):
         sample = {k: v.sample() for k, v in space.items()}
         assert 1e-5 <= sample["train.learning_rate"] <= 1e-3
@@ -72,9 +72,9 @@ def test_registries_build_the_named_searcher_with_its_concurrency_limit() -> Non
     spec = validate_spec(
         minimal_spec(sweep={"space": SPACE, "search": {"algorithm": "optuna", "seed": 7}})
     )
-    limited = make_searcher(spec, 1)
+    limited = make_searcher(spec, 1).algorithm
     assert type(limited.searcher).__name__ == "OptunaSearch"
-    limited.set_search_properties(spec.train.metric, "max", param_space(spec.sweep.space))
+    limited.set_search_properties(spec.train.metric, "max", param_space(spec.sweep))
     assert limited.suggest("trial-1") is not None
     assert limited.suggest("trial-2") is None  # one trial at a time until the first ends
     limited.on_trial_complete("trial-1", {spec.train.metric: 0.5})
@@ -85,7 +85,7 @@ def test_registries_build_the_named_searcher_with_its_concurrency_limit() -> Non
         )
     )
     # Random search: Tune ignores TuneConfig.max_concurrent_trials, so the generator holds it.
-    generator = make_searcher(spec, 2)
+    generator = make_searcher(spec, 2).algorithm
     assert type(generator).__name__ == "BasicVariantGenerator"
     assert generator.max_concurrent == 2
     assert type(make_scheduler(spec, 4)).__name__ == "FIFOScheduler"
