@@ -154,13 +154,8 @@ def test_a_signal_stops_a_sweep_and_resume_finishes_it(
     # A spec changed since the sweep started is refused, naming the field and both values:
     # Tune would go on feeding the remaining trials the stored spec.
     changed = subprocess.run(
-        [
-            *["python", "-m", "raytune_ft", "tune"],
-            str(spec),
-            "--resume",
-            "--set",
-            "train.weight_decay=0.2",
-        ],
+        [sys.executable, "-m", "raytune_ft", "tune", str(spec), "--resume"]
+        + ["--set", "train.weight_decay=0.2"],
         cwd=spec.parent,
         capture_output=True,
         text=True,
