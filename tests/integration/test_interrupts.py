@@ -153,9 +153,9 @@ def test_a_signal_stops_a_sweep_and_resume_finishes_it(
         return
     # A spec changed since the sweep started is refused, naming the field and both values:
     # Tune would go on feeding the remaining trials the stored spec.
+    override = ["--set", "train.weight_decay=0.2"]
     changed = subprocess.run(
-        [sys.executable, "-m", "raytune_ft", "tune", str(spec), "--resume"]
-        + ["--set", "train.weight_decay=0.2"],
+        [sys.executable, "-m", "raytune_ft", "tune", str(spec), "--resume", *override],
         cwd=spec.parent,
         capture_output=True,
         text=True,
