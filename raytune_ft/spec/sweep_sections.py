@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, Discriminator, Field, Tag, model_validator
 
@@ -136,42 +136,39 @@ class LogInt(_Distribution):
 Value = Scalar | dict[str, Any]
 
 
-class Choice(_Distribution):
+class _Values(_Distribution):
+    """A finite list of values (choice, grid), held in the field `_field` names."""
+
+    _field: ClassVar[str]
+
+    @property
+    def values(self) -> list[Any]:
+        return list(getattr(self, self._field))
+
+    @property
+    def corners(self) -> list[Any]:
+        return self.values
+
+    def contains(self, value: Any) -> bool:
+        return value in getattr(self, self._field)
+
+
+class Choice(_Values):
+    _field = "choice"
     choice: list[Value] = Field(
         min_length=1,
         description="Values to pick from; a mapping replaces the whole section the key names "
         "(e.g. peft: {choice: [{method: lora, r: 8}, {method: none}]}).",
     )
 
-    @property
-    def values(self) -> list[Any]:
-        return list(self.choice)
 
-    @property
-    def corners(self) -> list[Any]:
-        return list(self.choice)
-
-    def contains(self, value: Any) -> bool:
-        return value in self.choice
-
-
-class Grid(_Distribution):
+class Grid(_Values):
+    _field = "grid"
     grid: list[Value] = Field(
         min_length=1,
         description="Every value, each in its own trial (times num_samples); needs "
         "search.algorithm random or grid.",
     )
-
-    @property
-    def values(self) -> list[Any]:
-        return list(self.grid)
-
-    @property
-    def corners(self) -> list[Any]:
-        return list(self.grid)
-
-    def contains(self, value: Any) -> bool:
-        return value in self.grid
 
 
 KINDS = ("loguniform", "uniform", "quniform", "int", "logint", "choice", "grid")

@@ -51,14 +51,12 @@ def _optuna(spec: ExperimentSpec, points: list[dict[str, Any]]) -> Any:
 
 
 def _hyperopt(spec: ExperimentSpec, points: list[dict[str, Any]]) -> Any:
-    try:
-        from ray.tune.search.hyperopt import HyperOptSearch
+    try:  # Ray's module imports without it and fails only inside the constructor
+        import hyperopt  # noqa: F401
     except ImportError:
         raise _missing("hyperopt", "hyperopt") from None
-    try:
-        import hyperopt  # noqa: F401  (Ray imports it lazily, inside the constructor)
-    except ImportError:
-        raise _missing("hyperopt", "hyperopt") from None
+    from ray.tune.search.hyperopt import HyperOptSearch
+
     return HyperOptSearch(
         metric=spec.metric,
         mode=spec.metric_mode,
