@@ -186,7 +186,8 @@ def _page(results: SweepResults, images: list[str], importance: dict[str, float]
         facts.append(("ended", ", ".join(f"{k} {v}" for k, v in summary["trials"].items())))
         facts.append(("wall time", f"{summary.get('wall_time_s', 0):.0f} s"))
         for key, value in summary.get("test_metrics", {}).items():
-            if key != "slices" and isinstance(value, float):
+            counts = key.endswith(("_examples", "_tokens", "_generated"))
+            if key != "slices" and isinstance(value, float) and not counts:
                 facts.append((f"best model, {key}", f"{value:.4f}"))
     if best is not None:
         facts.append((f"best {spec.metric}", f"{best.metric:.4f} (trial {best.trial_id})"))
