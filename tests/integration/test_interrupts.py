@@ -231,3 +231,66 @@ def test_a_deterministic_worker_error_fails_once_with_its_cause(
         "ValueError: Target modules {'nope'} not found in the base model (run folder: run)",
     )
     assert run("runtime") == (2, "RuntimeError: a transient failure (run folder: run)")
+
+
+def test_a_killed_sweep_driver_resumes_without_rerunning_finished_trials(
+    ray_local: None, tiny_bert: Path, keyword_data: Path, tmp_path: Path
+) -> None:
+    """SIGKILL: no handler runs, no state is saved on the way out. `--resume` must still
+    finish the sweep from Tune's last snapshot, leave the finished trial alone, and leave no
+    Ray session of the killed driver behind (the resume's start stops its orphans)."""
+    before = sessions_of_others()
+    spec = cli_spec(
+        tiny_bert,
+        keyword_data,
+        tmp_path,
+        train={
+            "epochs": 1,
+            "micro_batch_size": 16,
+            "learning_rate": 3e-3,
+            "eval_every": 5,
+            "checkpoint": {"every_evals": 1},
+        },
+        scaling={"num_workers": 1},
+        sweep={
+            "num_samples": 2,
+            "max_concurrent_trials": 1,
+            "search": {"algorithm": "random", "seed": 0},
+            "scheduler": {"name": "fifo"},
+            "space": {"train.learning_rate": {"loguniform": [1e-3, 5e-3]}},
+        },
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "raytune_ft", "tune", str(spec)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    pattern = "sig-tune-*/trials/*/steps.jsonl"
+    done_mark = '"event": "eval", "step": 40'  # 640 rows at 16: the last evaluation
+    deadline, finished = time.monotonic() + 300, None
+    while time.monotonic() < deadline and proc.poll() is None:
+        logs = {p: p.read_text() for p in tmp_path.glob(pattern)}
+        finished = next((p for p, text in logs.items() if done_mark in text), None)
+        running = [t for p, t in logs.items() if p != finished]
+        if finished and any(t.count('"event": "checkpoint"') >= 2 for t in running):
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"the second trial never checkpointed twice: {proc.poll()}")
+    time.sleep(3)  # Tune snapshots its state a moment after each result
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert finished is not None
+    finished_log = finished.read_text()
+
+    resume("tune", spec)
+    [sweep_dir] = tmp_path.glob("sig-tune-*")
+    summary = json.loads((sweep_dir / "summary.json").read_text())
+    assert summary["trials"] == {"finished": 2, "stopped_early": 0, "errored": 0, "total": 2}
+    assert finished.read_text() == finished_log  # the finished trial did not run again
+    # The other trial reached its last evaluation too.
+    [other] = [p for p in sweep_dir.glob("trials/*/steps.jsonl") if p != finished]
+    assert done_mark in other.read_text()
+    assert sessions_of_others() == before  # the killed driver's Ray is gone too
