@@ -32,6 +32,30 @@ def cli_spec(tiny_bert: Path, data: Path, storage: Path, **extra: object) -> Pat
     return path
 
 
+def sweep_cli_spec(tiny_bert: Path, data: Path, storage: Path, epochs: int) -> Path:
+    """Two one-worker trials of the keyword run, one at a time, a checkpoint per evaluation."""
+    return cli_spec(
+        tiny_bert,
+        data,
+        storage,
+        train={
+            "epochs": epochs,
+            "micro_batch_size": 16,
+            "learning_rate": 3e-3,
+            "eval_every": 5,
+            "checkpoint": {"every_evals": 1},
+        },
+        scaling={"num_workers": 1},
+        sweep={
+            "num_samples": 2,
+            "max_concurrent_trials": 1,
+            "search": {"algorithm": "random", "seed": 0},
+            "scheduler": {"name": "fifo"},
+            "space": {"train.learning_rate": {"loguniform": [1e-3, 5e-3]}},
+        },
+    )
+
+
 def run_until_checkpointed(args: list[str], storage: Path, pattern: str) -> subprocess.Popen[str]:
     """Start `raytune-ft ARGS`; return once its steps log shows two checkpoints.
 
@@ -126,26 +150,7 @@ def test_a_signal_stops_a_sweep_and_resume_finishes_it(
 ) -> None:
     """Ctrl-C during a sweep once ended in `failed: 'eval_accuracy'`."""
     before = sessions_of_others()
-    spec = cli_spec(
-        tiny_bert,
-        keyword_data,
-        tmp_path,
-        train={
-            "epochs": 2,
-            "micro_batch_size": 16,
-            "learning_rate": 3e-3,
-            "eval_every": 5,
-            "checkpoint": {"every_evals": 1},
-        },
-        scaling={"num_workers": 1},
-        sweep={
-            "num_samples": 2,
-            "max_concurrent_trials": 1,
-            "search": {"algorithm": "random"},
-            "scheduler": {"name": "fifo"},
-            "space": {"train.learning_rate": {"loguniform": [1e-3, 5e-3]}},
-        },
-    )
+    spec = sweep_cli_spec(tiny_bert, keyword_data, tmp_path, epochs=2)
     proc = run_until_checkpointed(["tune", str(spec)], tmp_path, "sig-tune-*/trials/*/steps.jsonl")
     sweep_dir = stop_and_check(proc, signum, "tune", spec, before)
     assert (sweep_dir / "ray-tune").is_dir()  # Tune saved its state for --resume
@@ -240,26 +245,7 @@ def test_a_killed_sweep_driver_resumes_without_rerunning_finished_trials(
     finish the sweep from Tune's last snapshot, leave the finished trial alone, and leave no
     Ray session of the killed driver behind (the resume's start stops its orphans)."""
     before = sessions_of_others()
-    spec = cli_spec(
-        tiny_bert,
-        keyword_data,
-        tmp_path,
-        train={
-            "epochs": 1,
-            "micro_batch_size": 16,
-            "learning_rate": 3e-3,
-            "eval_every": 5,
-            "checkpoint": {"every_evals": 1},
-        },
-        scaling={"num_workers": 1},
-        sweep={
-            "num_samples": 2,
-            "max_concurrent_trials": 1,
-            "search": {"algorithm": "random", "seed": 0},
-            "scheduler": {"name": "fifo"},
-            "space": {"train.learning_rate": {"loguniform": [1e-3, 5e-3]}},
-        },
-    )
+    spec = sweep_cli_spec(tiny_bert, keyword_data, tmp_path, epochs=1)
     proc = subprocess.Popen(
         [sys.executable, "-m", "raytune_ft", "tune", str(spec)],
         cwd=tmp_path,
