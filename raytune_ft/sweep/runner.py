@@ -456,9 +456,11 @@ def _summarize(
         counts[ended] += 1
         ends[last.get("trial_id")] = (ended, last.get("training_iteration"), last.get("step"))
     if len(frame):
-        frame["ended"] = [ends.get(t, (None,))[0] for t in frame["trial_id"]]
-        frame["evaluations"] = [ends.get(t, (None, None))[1] for t in frame["trial_id"]]
-        frame["last_step"] = [ends.get(t, (None, None, None))[2] for t in frame["trial_id"]]
+        unknown = (None, None, None)
+        rows = [ends.get(t, unknown) for t in frame["trial_id"]]
+        frame["ended"], frame["evaluations"], frame["last_step"] = (
+            list(c) for c in zip(*rows, strict=True)
+        )
     (sweep_dir / "results.csv").write_text(frame.to_csv(index=False))
     best_value = best.metrics_dataframe[metric]
     best_value = best_value.max() if spec.metric_mode == "max" else best_value.min()
