@@ -95,13 +95,27 @@ def train(spec: SpecArg, set_: SetOpt = None, resume: ResumeOpt = False) -> None
 
 @app.command()
 @user_errors
-def tune(spec: SpecArg, set_: SetOpt = None, resume: ResumeOpt = False) -> None:
+def tune(
+    spec: SpecArg,
+    set_: SetOpt = None,
+    resume: ResumeOpt = False,
+    extend: Annotated[
+        int,
+        typer.Option(
+            "--extend",
+            min=0,
+            metavar="N",
+            help="Add N trials to the latest sweep of this spec (finishing it first if it was "
+            "interrupted); the searcher goes on from everything it has seen.",
+        ),
+    ] = 0,
+) -> None:
     """Run a hyperparameter sweep on Ray Tune; print the sweep folder and the best config."""
     from raytune_ft.launch import interrupts
     from raytune_ft.sweep.runner import run_sweep
 
     interrupts.install()
-    outcome = run_sweep(_load(spec, set_), resume=resume)
+    outcome = run_sweep(_load(spec, set_), resume=resume, extend=extend)
     _print_outcome("tune", outcome.run_dir, outcome.summary)
 
 

@@ -99,6 +99,30 @@ def check_worker_fits(spec: ExperimentSpec, use_gpu: bool, shapes: list[NodeShap
     )
 
 
+def trial_fits(
+    spec: ExperimentSpec, use_gpu: bool, shapes: list[NodeShape], oversubscribe_cpu: bool
+) -> str | None:
+    """Why a trial's workers can never all run at once (they start together or not at all:
+    a Ray Train worker group is one placement group), or None. `oversubscribe_cpu`: a Ray
+    this process started counts CPUs loosely (more workers than cores still run)."""
+    need = spec.scaling.worker_resources(use_gpu)
+    if oversubscribe_cpu:
+        need = {k: v for k, v in need.items() if k != "CPU"}
+    if not need:
+        return None
+    slots = sum(shape.count * shape.worker_slots(need) for shape in shapes)
+    workers = spec.scaling.num_workers
+    if slots >= workers:
+        return None
+    wanted = ", ".join(f"{_amount(v)} {k}" for k, v in need.items())
+    offered = "; ".join(f"{s.count} × {s.name} ({_offer(s)})" for s in shapes)
+    return (
+        f"a trial needs {workers} workers of {wanted} at once, but the cluster holds at most "
+        f"{slots} such workers ({offered or 'no nodes'}); expected scaling.num_workers <= "
+        f"{slots}, smaller workers, or more nodes (cluster.node_groups)"
+    )
+
+
 def trial_capacity(spec: ExperimentSpec, use_gpu: bool, shapes: list[NodeShape]) -> int:
     """How many whole trials (all their workers at once) the cluster can hold at its largest."""
     need = spec.scaling.worker_resources(use_gpu)
@@ -130,6 +154,10 @@ def check_storage_reach(spec: ExperimentSpec, nodes: int, declared: bool) -> Non
     )
 
 
+def _offer(shape: NodeShape) -> str:
+    return ", ".join(f"{_amount(v)} {k}" for k, v in shape.offers().items() if v)
+
+
 def _amount(value: float) -> str:
     return f"{value:g}"
 
@@ -141,9 +169,20 @@ class Placement:
     use_gpu: bool
     shapes: list[NodeShape]
     nodes: int
+    oversubscribe_cpu: bool = False  # a Ray this process started for itself
 
     def trial_capacity(self, spec: ExperimentSpec) -> int:
         return trial_capacity(spec, self.use_gpu, self.shapes)
+
+    def trial_fits(self, spec: ExperimentSpec) -> str | None:
+        return trial_fits(spec, self.use_gpu, self.shapes, self.oversubscribe_cpu)
+
+
+def check_trial_fits(spec: ExperimentSpec, placement: Placement, label: str) -> None:
+    """Refuse, before launch, a trial whose workers can never all run at once."""
+    problem = placement.trial_fits(spec)
+    if problem is not None:
+        raise UserError(f"{label}: {problem}")
 
 
 def plan_placement(spec: ExperimentSpec) -> Placement:
@@ -184,7 +223,9 @@ def decide_placement(
     lacking = "this machine has no CUDA GPU" if local else "no node of the cluster has GPUs"
     use_gpu = choose_use_gpu(spec, has_gpu, lacking + ("" if local else " (live or declared)"))
     check_worker_fits(spec, use_gpu, live + declared)
+    placement = Placement(use_gpu, declared or live, len(live), oversubscribe_cpu=local)
+    check_trial_fits(spec, placement, "scaling")
     # Spec groups are worker nodes beside the head; autoscaler node types include the head's.
     many = bool(spec.cluster.node_groups) or sum(s.count for s in autoscaled or []) > 1
     check_storage_reach(spec, len(live), declared=many and not local)
-    return Placement(use_gpu, declared or live, len(live))
+    return placement

@@ -325,6 +325,23 @@ class TrackersSpec(Section):
     )
 
 
+class ErroredTrialsSpec(Section):
+    """What happens to a trial that raised (out-of-memory errors go to `oom_retries` first)."""
+
+    retries: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="Start an errored trial again from its last checkpoint, up to this many "
+        "times within the sweep (a one-worker trial also gets scaling.max_failures).",
+    )
+    on_resume: Literal["resume", "restart", "skip"] = Field(
+        "resume",
+        description="On `tune --resume`, trials that had errored: go on from their last "
+        "checkpoint, start again from scratch, or stay errored.",
+    )
+
+
 class SweepSpec(Section):
     num_samples: int = Field(
         8, ge=1, le=100000, description="Trials to run (with grid keys: times the grid's size)."
@@ -344,6 +361,7 @@ class SweepSpec(Section):
         description="On out-of-memory, a trial tries again with half the micro-batch and twice "
         "the gradient accumulation (the same global batch), up to this many times.",
     )
+    errored_trials: ErroredTrialsSpec = ErroredTrialsSpec()
     trackers: TrackersSpec = TrackersSpec()
     points_to_evaluate: list[dict[str, Any]] = Field(
         default_factory=list,

@@ -1,6 +1,7 @@
-"""What `tune --resume` accepts: the spec the sweep started with, unchanged. Tune restores
-its own experiment state and keeps feeding the remaining trials the stored spec's values;
-a changed spec would silently not apply (or apply to half the trials)."""
+"""What `tune --resume` and `--extend` accept: the spec the sweep started with, unchanged but
+for its budget (`sweep.num_samples`). Tune restores its own experiment state and keeps feeding
+the remaining trials the stored spec's values; any other change would silently not apply (or
+apply to half the trials)."""
 
 from __future__ import annotations
 
@@ -33,13 +34,20 @@ def changes(stored: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, 
     ]
 
 
-def check_unchanged(spec: ExperimentSpec, stored_yaml: str, where: str) -> None:
-    """Refuse to resume a sweep under a spec that differs from the one it started with; one
-    line per changed field, naming both values."""
+BUDGET = "sweep.num_samples"
+
+
+def check_unchanged(
+    spec: ExperimentSpec, stored_yaml: str, where: str, flag: str = "--resume"
+) -> int:
+    """Refuse to go on with a sweep under a spec that differs from the one it started with
+    (the budget aside); one line per changed field, naming both values. Returns the stored
+    budget (its num_samples)."""
     stored = yaml.safe_load(stored_yaml) or {}
-    found = changes(stored, spec.model_dump(mode="json"))
+    found = [c for c in changes(stored, spec.model_dump(mode="json")) if c[0] != BUDGET]
+    budget = int((stored.get("sweep") or {}).get("num_samples", 0))
     if not found:
-        return
+        return budget
     absent = "(absent)"
 
     def show(value: Any) -> str:
@@ -53,8 +61,9 @@ def check_unchanged(spec: ExperimentSpec, stored_yaml: str, where: str) -> None:
 
     raise UserError(
         [
-            f"--resume: {key}: the sweep started with {show(old)}, the spec now says {show(new)}; "
-            f"resume with the spec in {where} (a different spec is a new sweep: drop --resume)"
+            f"{flag}: {key}: the sweep started with {show(old)}, the spec now says {show(new)}; "
+            f"go on with the spec in {where} (only sweep.num_samples may change; a different "
+            f"spec is a new sweep: drop {flag})"
             for key, old, new in found
         ]
     )

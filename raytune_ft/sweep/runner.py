@@ -14,7 +14,7 @@ from typing import Any
 from raytune_ft.errors import Interrupted, RunFailed, UserError
 from raytune_ft.launch import interrupts
 from raytune_ft.launch.local_ray import ray_session
-from raytune_ft.launch.resources import Placement, plan_placement
+from raytune_ft.launch.resources import Placement, check_trial_fits, plan_placement
 from raytune_ft.run_folder import spec_yaml
 from raytune_ft.spec import validate_spec
 from raytune_ft.spec.experiment import ExperimentSpec
@@ -28,22 +28,29 @@ from raytune_ft.storage import (
     new_run,
 )
 from raytune_ft.sweep.oom import run_with_oom_retries
-from raytune_ft.sweep.registry import make_scheduler, make_searcher
+from raytune_ft.sweep.pending import PendingReasons
 from raytune_ft.sweep.resume import check_unchanged
 from raytune_ft.sweep.space import (
     active_params,
     apply_params,
-    param_space,
     trial_params,
     trial_spec,
 )
-from raytune_ft.sweep.trackers import tracker_callbacks
+from raytune_ft.sweep.tuner import (
+    TUNE_DIR,
+    continued_searcher,
+    extension_name,
+    load_grid,
+    make_tuner,
+    restore_tuner,
+    trainable_with,
+    tune_dirs,
+)
 from raytune_ft.train.export import exported
 from raytune_ft.train.failures import describe, root_cause
 from raytune_ft.train.policies import check_device_settings
 from raytune_ft.train.runner import build_trainer, evaluate_remote, preflight
 
-TUNE_DIR = "ray-tune"
 DRIVER_CPUS = 0.01  # a trial driver only waits on its TorchTrainer
 
 
@@ -158,83 +165,64 @@ def trial_concurrency(spec: ExperimentSpec, placement: Placement) -> int:
     return min(placement.trial_capacity(spec), spec.sweep.total_trials)
 
 
-def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
-    from ray import tune
-
+def run_sweep(spec: ExperimentSpec, resume: bool = False, extend: int = 0) -> SweepOutcome:
+    """Run the spec's sweep; `resume` goes on with the latest one of this spec, `extend` adds
+    that many trials to it (resuming it first if it was interrupted)."""
     if spec.sweep is None:
         raise UserError("sweep: the spec has no sweep section; use `raytune-ft train` instead")
     started = time.time()
     data = preflight(spec)
-    max_t = _check_space(spec, len(data["train"]))
+    checked = _check_space(spec, len(data["train"]))
 
     root = check_storage(spec.storage)
-    sweep_dir = latest_run(root, spec.name, "tune") if resume else None
-    if resume and (sweep_dir is None or not (sweep_dir / TUNE_DIR).exists()):
-        raise UserError(f"--resume: no earlier sweep of {spec.name!r} under {spec.storage.path}")
-    if resume:
+    continuing = resume or extend > 0
+    sweep_dir = latest_run(root, spec.name, "tune") if continuing else None
+    flag = "--resume" if resume else "--extend"
+    if continuing and (sweep_dir is None or not tune_dirs(sweep_dir)):
+        raise UserError(f"{flag}: no earlier sweep of {spec.name!r} under {spec.storage.path}")
+    target = spec.sweep.num_samples
+    if continuing:
         stored = sweep_dir / "spec.yaml"
-        check_unchanged(spec, stored.read_text(), stored.uri)
+        budget = check_unchanged(spec, stored.read_text(), stored.uri, flag)
+        target = max(budget, spec.sweep.num_samples) + extend
+        if target > budget:
+            _check_extensible(spec, flag)
 
-    cpus = spec.scaling.num_workers * spec.scaling.cpus_per_worker
-    with ray_session(spec.cluster, cpus):
+    with ray_session(spec.cluster, checked.most_cpus):
         placement = plan_placement(spec)
+        for candidate, label in checked.candidates:
+            check_trial_fits(candidate, placement, label)
         use_gpu = placement.use_gpu
         if sweep_dir is None:  # only now: a refused placement leaves no empty folder behind
             sweep_dir = new_run(root, spec.name, "tune")
-            (sweep_dir / "spec.yaml").write_text(spec_yaml(spec))
+        # The sweep's spec, with the budget it now has (an extension raises it first, so an
+        # extension interrupted before its first trial is still owed on --resume).
+        (sweep_dir / "spec.yaml").write_text(spec_yaml(_with_budget(spec, target)))
         interrupts.note_run_dir(sweep_dir)
         base_spec = spec.model_dump(mode="json")
-        trainable = tune.with_resources(
-            tune.with_parameters(
-                trial_driver,
-                base_spec=base_spec,
-                sweep_dir=sweep_dir.uri,
-                use_gpu=use_gpu,
-                prepared_dir=str(data.path),
-            ),
-            _as_placement(trial_resources(base_spec, use_gpu)),
+        trainable = trainable_with(
+            trial_driver,
+            trial_resources(base_spec, placement.use_gpu),
+            base_spec=base_spec,
+            sweep_dir=sweep_dir.uri,
+            use_gpu=use_gpu,
+            prepared_dir=str(data.path),
         )
-        if resume:
-            tuner = tune.Tuner.restore(
-                (sweep_dir / TUNE_DIR).path,
-                trainable=trainable,
-                resume_errored=True,
-                storage_filesystem=sweep_dir.fs,
-            )
-        else:
-            searcher = make_searcher(spec, trial_concurrency(spec, placement))
-            tuner = tune.Tuner(
-                trainable,
-                # A searcher that holds its own space (Optuna's conditional one) gets none here.
-                param_space={} if searcher.has_own_space else param_space(spec.sweep),
-                tune_config=tune.TuneConfig(
-                    metric=spec.metric,
-                    mode=spec.metric_mode,
-                    search_alg=searcher.algorithm,
-                    scheduler=make_scheduler(spec, max_t),
-                    num_samples=spec.sweep.samples,
-                    # A warm trial process (imports done, CUDA up) takes the next trial;
-                    # not when trials run worker groups, which a stopped trial may still hold.
-                    reuse_actors=_reuse_trial_processes(spec),
-                ),
-                run_config=tune.RunConfig(
-                    name=TUNE_DIR,
-                    storage_path=sweep_dir.path,
-                    storage_filesystem=sweep_dir.fs,
-                    # A one-worker trial that dies restarts from its last checkpoint here
-                    # (a worker group restarts inside its TorchTrainer instead).
-                    failure_config=tune.FailureConfig(max_failures=spec.scaling.max_failures),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=_checkpoints_kept(spec)),
-                    callbacks=tracker_callbacks(spec, sweep_dir),
-                ),
-            )
+        capacity = trial_concurrency(spec, placement)
+        pending = PendingReasons(spec, placement, capacity)
         try:
-            with interrupts.tune_running():
-                grid = tuner.fit()
-            if interrupts.received() is not None:  # Tune stopped gracefully and saved its state
-                raise Interrupted(interrupts.received(), sweep_dir)
-            best = _best_result(grid, spec)
-            summary = _summarize(spec, grid, best, sweep_dir, max_t)
+            grids = _run_experiments(
+                spec,
+                trainable,
+                sweep_dir,
+                continuing,
+                _with_budget(spec, target).sweep.total_trials,  # type: ignore[union-attr]
+                capacity,
+                checked.max_t,
+                pending,
+            )
+            best = _best_result(grids, spec)
+            summary = _summarize(spec, grids, best, sweep_dir, checked.max_t)
             best_spec = validate_spec(
                 apply_params(
                     spec.model_dump(mode="json"), summary["best_config"] | _batching_run(best)
@@ -253,7 +241,7 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
             )
         except KeyboardInterrupt:
             raise Interrupted(interrupts.received() or signal.SIGINT, sweep_dir) from None
-        except Interrupted:
+        except (Interrupted, UserError):
             raise
         except Exception as exc:  # e.g. every trial errored: one line and the folder
             raise RunFailed.from_exception(sweep_dir, exc) from exc
@@ -266,16 +254,84 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False) -> SweepOutcome:
     return SweepOutcome(sweep_dir, summary)
 
 
-# PBT copies another trial's checkpoint a moment after that trial reported it, and HyperBand
-# resumes a paused trial from its own: with too few kept, Tune deletes them first (its warning
-# says <= 2 is unsafe).
-KEPT_FOR_PAUSED_TRIALS = 4
+def _run_experiments(
+    spec: ExperimentSpec,
+    trainable: Any,
+    sweep_dir: Location,
+    continuing: bool,
+    target_trials: int,
+    capacity: int,
+    max_t: float,
+    pending: Any,
+) -> list[Any]:
+    """Each of the sweep's Tune experiments' results, oldest first: the earlier ones as they
+    ended, the newest resumed (or a new sweep's first), then an extension for any trials the
+    budget still owes."""
+    grids = []
+    experiments = tune_dirs(sweep_dir) if continuing else []
+    for finished in experiments[:-1]:
+        grids.append(load_grid(finished))
+    if experiments:
+        tuner = restore_tuner(spec, trainable, experiments[-1])
+    else:
+        assert spec.sweep is not None
+        tuner = make_tuner(
+            spec,
+            trainable,
+            sweep_dir,
+            name=TUNE_DIR,
+            num_samples=spec.sweep.samples,
+            max_concurrent=capacity,
+            max_t=max_t,
+            callbacks=[pending],
+        )
+    grids.append(_fit(tuner, sweep_dir))
+    owed = target_trials - sum(len(grid) for grid in grids)
+    if owed > 0:
+        index = len(experiments) or 1
+        previous = experiments[-1] if experiments else sweep_dir / TUNE_DIR
+        limit = min(capacity, owed)
+        tuner = make_tuner(
+            spec,
+            trainable,
+            sweep_dir,
+            name=extension_name(index),
+            num_samples=owed,
+            max_concurrent=limit,
+            max_t=max_t,
+            searcher=continued_searcher(spec, previous, index, limit),
+            callbacks=[pending],
+        )
+        grids.append(_fit(tuner, sweep_dir))
+    return grids
 
 
-def _checkpoints_kept(spec: ExperimentSpec) -> int:
+def _fit(tuner: Any, sweep_dir: Location) -> Any:
+    with interrupts.tune_running():
+        grid = tuner.fit()
+    if interrupts.received() is not None:  # Tune stopped gracefully and saved its state
+        raise Interrupted(interrupts.received(), sweep_dir)
+    return grid
+
+
+def _with_budget(spec: ExperimentSpec, num_samples: int) -> ExperimentSpec:
     assert spec.sweep is not None
-    keep = spec.train.checkpoint.keep
-    return max(keep, KEPT_FOR_PAUSED_TRIALS) if spec.sweep.scheduler.pauses_trials else keep
+    if spec.sweep.num_samples == num_samples:
+        return spec
+    return spec.model_copy(
+        update={"sweep": spec.sweep.model_copy(update={"num_samples": num_samples})}
+    )
+
+
+def _check_extensible(spec: ExperimentSpec, flag: str) -> None:
+    """A grid has no more points to give; the rest can draw more trials."""
+    assert spec.sweep is not None
+    if spec.sweep.search.algorithm == "grid" or spec.sweep.grid_size > 1:
+        raise UserError(
+            f"{flag}: a grid sweep has no more points to add (sweep.num_samples repeats the "
+            "whole grid); expected search.algorithm optuna, hyperopt, bohb or random without "
+            "grid keys, or a new sweep"
+        )
 
 
 def _batching_run(result: Any) -> dict[str, Any]:
@@ -288,15 +344,6 @@ def _batching_run(result: Any) -> dict[str, Any]:
         "train.micro_batch_size": int(metrics["micro_batch_size"]),
         "train.gradient_accumulation_steps": int(metrics["gradient_accumulation_steps"]),
     }
-
-
-def _reuse_trial_processes(spec: ExperimentSpec) -> bool:
-    """One-worker trials reuse a warm process; not under PBT/PB2, which restart trials under
-    new configs from other trials' checkpoints."""
-    assert spec.sweep is not None
-    if spec.sweep.scheduler.is_population:
-        return False
-    return spec.scaling.num_workers == 1 and "scaling.num_workers" not in spec.sweep.space
 
 
 def _publish_best_model(best: Any, spec: ExperimentSpec, sweep_dir: Location) -> Location:
@@ -313,25 +360,31 @@ def _publish_best_model(best: Any, spec: ExperimentSpec, sweep_dir: Location) ->
     return target
 
 
-def _as_placement(resources: Callable[[dict[str, Any]], dict[str, float]]) -> Any:
-    """Tune takes per-trial resources as a function returning a PlacementGroupFactory."""
-    from ray.tune import PlacementGroupFactory
-
-    return lambda params: PlacementGroupFactory([resources(params)])
-
-
 MAX_CHECKED_COMBINATIONS = 4096
 
 
-def _check_space(spec: ExperimentSpec, num_train_examples: int) -> float:
+@dataclass(frozen=True)
+class SpaceCheck:
+    """What checking the space found: the most any trial runs in the scheduler's time unit
+    (its max_t), the extreme trials (spec, label) for placement checks, and the most CPUs one
+    trial asks for (a local Ray is sized to hold it)."""
+
+    max_t: float
+    candidates: list[tuple[ExperimentSpec, str]]
+
+    @property
+    def most_cpus(self) -> int:
+        return max(c.scaling.num_workers * c.scaling.cpus_per_worker for c, _ in self.candidates)
+
+
+def _check_space(spec: ExperimentSpec, num_train_examples: int) -> SpaceCheck:
     """Check that the space makes valid specs, before any trial starts.
 
     Each bound of each key alone first (the clearest message; a conditional key with its
     conditions met), then every combination of bounds and choices the searcher can produce
     (keys that are valid alone may not be valid together, e.g. zero_stage 0 with optimizer
-    offload; keys whose conditions fail drop out). Returns the most any trial can run in the
-    scheduler's time unit (its max_t), over those joint combinations: a sampled batch size or
-    epoch count changes it.
+    offload; keys whose conditions fail drop out). The most time any trial can run (ASHA's
+    max_t) is over those joint combinations: a sampled batch size or epoch count changes it.
     """
     sweep = spec.sweep
     assert sweep is not None
@@ -350,22 +403,28 @@ def _check_space(spec: ExperimentSpec, num_train_examples: int) -> float:
         (active_params(sweep, base, point), f"sweep.points_to_evaluate[{i}]")
         for i, point in enumerate(sweep.points_to_evaluate)
     )
-    most = max(
-        time_budget(spec, num_train_examples, unit),
-        _most_time(base, itertools.chain(alone, points), num_train_examples, unit),
-    )
-    if len(corners) < 2 or math.prod(len(v) for v in corners.values()) > MAX_CHECKED_COMBINATIONS:
-        return most  # too many to list: each trial validates its own sample (trial_driver)
-    seen: list[dict[str, Any]] = []
-    for values in itertools.product(*corners.values()):
-        params = active_params(sweep, base, dict(zip(corners, values, strict=True)))
-        if params not in seen:
-            seen.append(params)
-    combined = (
-        (params, "sweep.space: " + ", ".join(f"{k}={v!r}" for k, v in params.items()) + " together")
-        for params in seen
-    )
-    return max(most, _most_time(base, combined, num_train_examples, unit, max_problems=5))
+    found: list[tuple[ExperimentSpec, str]] = [(spec, "the spec")]
+    _validated(base, itertools.chain(alone, points), found)
+    if (
+        len(corners) >= 2
+        and math.prod(len(v) for v in corners.values()) <= MAX_CHECKED_COMBINATIONS
+    ):
+        seen: list[dict[str, Any]] = []
+        for values in itertools.product(*corners.values()):
+            params = active_params(sweep, base, dict(zip(corners, values, strict=True)))
+            if params not in seen:
+                seen.append(params)
+        combined = (
+            (
+                params,
+                "sweep.space: " + ", ".join(f"{k}={v!r}" for k, v in params.items()) + " together",
+            )
+            for params in seen
+        )
+        _validated(base, combined, found, max_problems=5)
+    # (Larger spaces: each trial validates its own sample, in trial_driver.)
+    most = max(time_budget(c, num_train_examples, unit) for c, _ in found)
+    return SpaceCheck(most, found)
 
 
 def _with_conditions_met(sweep: SweepSpec, key: str, value: Any) -> dict[str, Any]:
@@ -395,57 +454,77 @@ def time_budget(spec: ExperimentSpec, num_train_examples: int, unit: str) -> flo
     return schedule.total_steps * batch * spec.data.max_length
 
 
-def _most_time(
+def _validated(
     base: dict[str, Any],
     candidates: Iterable[tuple[dict[str, Any], str]],
-    num_train_examples: int,
-    unit: str,
+    found: list[tuple[ExperimentSpec, str]],
     max_problems: int | None = None,
-) -> float:
-    """Validate each (params, label) candidate; the most time among them, or every problem
-    (up to `max_problems`) as UserError lines prefixed by the candidate's label."""
+) -> None:
+    """Validate each (params, label) candidate into `found`, or raise every problem (up to
+    `max_problems`) as UserError lines prefixed by the candidate's label."""
     problems: list[str] = []
-    most = 0.0
     for params, label in candidates:
         try:
-            candidate = validate_spec(apply_params(base, params))
+            found.append((validate_spec(apply_params(base, params)), label))
         except UserError as exc:
             problems += [f"{label}: {line}" for line in exc.problems]
             if max_problems is not None and len(problems) >= max_problems:
                 break
-            continue
-        most = max(most, time_budget(candidate, num_train_examples, unit))
     if problems:
         raise UserError(problems)
-    return most
 
 
-def _best_result(grid: Any, spec: ExperimentSpec) -> Any:
-    """The trial whose best evaluation is best (scope='all': over every evaluation)."""
-    try:
-        return grid.get_best_result(metric=spec.metric, mode=spec.metric_mode, scope="all")
-    except RuntimeError as exc:
-        failed = [r.error for r in grid if r.error is not None]
-        if not failed:
-            raise RuntimeError(f"no trial reported {spec.metric}: {exc}") from None
-        # Name the real cause, not the missing metric it led to.
-        cause = root_cause(failed[0])
-        reason = f"{len(failed)} of {len(grid)} trials failed, the first with: {describe(cause)}"
-        if isinstance(cause, UserError):
-            raise UserError(f"no trial reported {spec.metric}: {reason}") from None
-        raise RuntimeError(f"no trial reported {spec.metric}: {reason}") from None
+def _best_result(grids: list[Any], spec: ExperimentSpec) -> Any:
+    """The trial whose best evaluation is best (scope='all': over every evaluation), over
+    every experiment of the sweep."""
+    found = []
+    for grid in grids:
+        try:
+            found.append(
+                grid.get_best_result(metric=spec.metric, mode=spec.metric_mode, scope="all")
+            )
+        except RuntimeError:
+            continue
+    if found:
+        pick = max if spec.metric_mode == "max" else min
+        return pick(found, key=lambda result: _best_value(result, spec))
+    results = [result for grid in grids for result in grid]
+    failed = [r.error for r in results if r.error is not None]
+    if not failed:
+        raise RuntimeError(f"no trial reported {spec.metric}")
+    # Name the real cause, not the missing metric it led to.
+    cause = root_cause(failed[0])
+    reason = f"{len(failed)} of {len(results)} trials failed, the first with: {describe(cause)}"
+    if isinstance(cause, UserError):
+        raise UserError(f"no trial reported {spec.metric}: {reason}") from None
+    raise RuntimeError(f"no trial reported {spec.metric}: {reason}") from None
+
+
+def _best_value(result: Any, spec: ExperimentSpec) -> float:
+    values = result.metrics_dataframe[spec.metric]
+    return float(values.max() if spec.metric_mode == "max" else values.min())
 
 
 def _summarize(
-    spec: ExperimentSpec, grid: Any, best: Any, sweep_dir: Location, max_t: float
+    spec: ExperimentSpec, grids: list[Any], best: Any, sweep_dir: Location, max_t: float
 ) -> dict[str, Any]:
+    import pandas as pd
+
     metric, sweep = spec.metric, spec.sweep
     assert sweep is not None
     # One row per trial at its best evaluation, plus how the trial ended (its last report).
-    frame = grid.get_dataframe(filter_metric=metric, filter_mode=spec.metric_mode)
+    frames = [
+        grid.get_dataframe(filter_metric=metric, filter_mode=spec.metric_mode) for grid in grids
+    ]
+    frame = (
+        pd.concat([f for f in frames if len(f)], ignore_index=True)
+        if any(len(f) for f in frames)
+        else frames[0]
+    )
     counts = {"finished": 0, "stopped_early": 0, "errored": 0}
     ends = {}
-    for result in grid:
+    results = [result for grid in grids for result in grid]
+    for result in results:
         last = result.metrics or {}
         if result.error is not None:
             ended = "errored"
@@ -462,20 +541,20 @@ def _summarize(
             list(c) for c in zip(*rows, strict=True)
         )
     (sweep_dir / "results.csv").write_text(frame.to_csv(index=False))
-    best_value = best.metrics_dataframe[metric]
-    best_value = best_value.max() if spec.metric_mode == "max" else best_value.min()
     return {
         "name": spec.name,
         "metric": metric,
         "mode": spec.metric_mode,
-        "best_validation": float(best_value),
+        "best_validation": _best_value(best, spec),
         # The spec fields the best trial set (section choices decoded, inactive keys left out).
         "best_config": {
             k: _plain(v)
             for k, v in trial_params(sweep, spec.model_dump(mode="json"), best.config).items()
         },
         "best_trial_path": best.path,
-        "trials": counts | {"total": len(grid)},
+        "trials": counts | {"total": len(results)},
+        # Tune experiments: the first, then one per extension (`--extend`).
+        "experiments": len(grids),
         "time_unit": sweep.scheduler.time_unit,
         "max_t": max_t,
     }

@@ -132,33 +132,42 @@ def optuna_space(sweep: SweepSpec, base: dict[str, Any]) -> Callable[[Any], None
     """Optuna's define-by-run space: a conditional key is asked for only when its condition
     holds, so TPE models it only where it means something. Public `suggest_*` calls only:
     Ray records the trial's config from them."""
+    return OptunaSpace(sweep, base)
 
-    def suggest(trial: Any, key: str, dist: Distribution) -> Any:
-        if dist.values is not None:
-            indexes = list(range(len(dist.values)))
-            return trial.suggest_categorical(key, indexes if _by_index(dist) else dist.values)
-        if isinstance(dist, LogUniform):
-            return trial.suggest_float(key, *dist.loguniform, log=True)
-        if isinstance(dist, Uniform):
-            return trial.suggest_float(key, *dist.uniform)
-        if isinstance(dist, QUniform):
-            low, high, q = dist.quniform
-            return trial.suggest_float(key, low, high, step=q)
-        if isinstance(dist, IntRange):
-            return trial.suggest_int(key, *dist.int)
-        if isinstance(dist, LogInt):
-            return trial.suggest_int(key, *dist.logint, log=True)
-        raise TypeError(f"unknown distribution {dist!r}")
 
-    def define(trial: Any) -> None:
+class OptunaSpace:
+    """The define-by-run space as a picklable object (not a closure): Ray's OptunaSearch
+    saves itself, space included, with plain pickle, and `--extend` restores it."""
+
+    def __init__(self, sweep: SweepSpec, base: dict[str, Any]):
+        self.sweep = sweep
+        self.base = base
+
+    def __call__(self, trial: Any) -> None:
         chosen: dict[str, Any] = {}
-        for key in sweep.sampling_order():
-            dist = sweep.space[key]
-            if sweep.active(key, chosen, base):
-                value = suggest(trial, key, dist)
+        for key in self.sweep.sampling_order():
+            dist = self.sweep.space[key]
+            if self.sweep.active(key, chosen, self.base):
+                value = _suggest(trial, key, dist)
                 chosen[key] = dist.values[value] if _by_index(dist) else value
 
-    return define
+
+def _suggest(trial: Any, key: str, dist: Distribution) -> Any:
+    if dist.values is not None:
+        indexes = list(range(len(dist.values)))
+        return trial.suggest_categorical(key, indexes if _by_index(dist) else dist.values)
+    if isinstance(dist, LogUniform):
+        return trial.suggest_float(key, *dist.loguniform, log=True)
+    if isinstance(dist, Uniform):
+        return trial.suggest_float(key, *dist.uniform)
+    if isinstance(dist, QUniform):
+        low, high, q = dist.quniform
+        return trial.suggest_float(key, low, high, step=q)
+    if isinstance(dist, IntRange):
+        return trial.suggest_int(key, *dist.int)
+    if isinstance(dist, LogInt):
+        return trial.suggest_int(key, *dist.logint, log=True)
+    raise TypeError(f"unknown distribution {dist!r}")
 
 
 def apply_params(spec_dict: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:

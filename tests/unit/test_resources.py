@@ -165,3 +165,31 @@ def test_ray_client_drivers_cannot_use_a_local_folder() -> None:
     )
     with pytest.raises(UserError, match=r"is on this machine, but Ray Client"):
         check_storage_reach(spec, nodes=1, declared=False)
+
+
+def test_a_trial_whose_workers_never_fit_together_is_refused_with_the_numbers() -> None:
+    """Each worker fits on some node, but not all of them at once: the trial would wait for
+    its worker group forever."""
+    from raytune_ft.launch.resources import decide_placement
+
+    groups = [{"name": "a10", "cpus": 8, "memory": "64Gi", "gpus": 1, "max_nodes": 3}]
+    fits = spec_with({"num_workers": 3, "use_gpu": True}, groups)
+    assert decide_placement(fits, HEAD_ONLY).trial_capacity(fits) == 1
+    with pytest.raises(UserError) as caught:
+        decide_placement(spec_with({"num_workers": 4, "use_gpu": True}, groups), HEAD_ONLY)
+    assert caught.value.problems == [
+        "scaling: a trial needs 4 workers of 1 CPU, 1 GPU at once, but the cluster holds at "
+        "most 3 such workers (3 × a10 (8 CPU, 1 GPU)); expected scaling.num_workers <= 3, "
+        "smaller workers, or more nodes (cluster.node_groups)"
+    ]
+
+
+def test_a_local_ray_runs_more_cpu_workers_than_cores_but_not_more_gpus() -> None:
+    from raytune_ft.launch.resources import decide_placement
+
+    gpu_box = [{"Alive": True, "NodeManagerHostname": "box", "Resources": {"CPU": 3, "GPU": 1}}]
+    local = {"num_workers": 4}
+    cpu = decide_placement(spec_with(local | {"use_gpu": False}), gpu_box, local_cpus=2)
+    assert not cpu.use_gpu and cpu.trial_fits(spec_with(local)) is None
+    with pytest.raises(UserError, match=r"^scaling: a trial needs 4 workers of 1 GPU at once"):
+        decide_placement(spec_with(local | {"use_gpu": True}), gpu_box, local_cpus=2)

@@ -22,19 +22,28 @@ def test_every_changed_field_is_named_with_both_values() -> None:
     started = validate_spec(minimal_spec(sweep=SWEEP))
     now = validate_spec(
         minimal_spec(
-            train={"weight_decay": 0.2},
+            train={"weight_decay": 0.2, "learning_rate": 1e-4},
             sweep=SWEEP | {"num_samples": 20},
         )
     )
     with pytest.raises(UserError) as info:
-        check_unchanged(now, spec_yaml(started), "runs/x/spec.yaml")
+        check_unchanged(now, spec_yaml(started), "runs/x/spec.yaml", "--extend")
+    tail = (
+        "go on with the spec in runs/x/spec.yaml (only sweep.num_samples may change; a "
+        "different spec is a new sweep: drop --extend)"
+    )
     assert info.value.problems == [
-        "--resume: sweep.num_samples: the sweep started with 8, the spec now says 20; resume "
-        "with the spec in runs/x/spec.yaml (a different spec is a new sweep: drop --resume)",
-        "--resume: train.weight_decay: the sweep started with 0.01, the spec now says 0.2; "
-        "resume with the spec in runs/x/spec.yaml (a different spec is a new sweep: drop "
-        "--resume)",
+        f"--extend: train.learning_rate: the sweep started with 5.0e-05, the spec now says "
+        f"0.0001; {tail}",
+        f"--extend: train.weight_decay: the sweep started with 0.01, the spec now says 0.2; {tail}",
     ]
+
+
+def test_only_the_budget_may_change_and_the_stored_one_is_returned() -> None:
+    started = validate_spec(minimal_spec(sweep=SWEEP | {"num_samples": 6}))
+    for now in (3, 6, 20):
+        spec = validate_spec(minimal_spec(sweep=SWEEP | {"num_samples": now}))
+        assert check_unchanged(spec, spec_yaml(started), "runs/x/spec.yaml") == 6
 
 
 def test_added_and_removed_fields_count_as_changes() -> None:

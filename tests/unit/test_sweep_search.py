@@ -94,7 +94,7 @@ def test_a_choice_of_whole_sections_replaces_the_section() -> None:
     assert (lora.peft.method, lora.peft.r, lora.peft.alpha) == ("lora", 4, 8)
     plain = validate_spec(trial_spec(base, {"peft": 1, "train.learning_rate": 1e-4}))
     assert plain.peft.method == "none"
-    assert _check_space(spec, 1000) >= 1  # both sections pass the pre-flight
+    assert _check_space(spec, 1000).max_t >= 1  # both sections pass the pre-flight
 
 
 def test_grid_runs_every_combination_once_and_points_come_first() -> None:
@@ -244,7 +244,7 @@ def test_max_t_in_the_time_unit_covers_the_longest_joint_combination(
             },
         )
     )
-    assert _check_space(spec, 640) == expected
+    assert _check_space(spec, 640).max_t == expected
     scheduler = make_scheduler(spec, expected)
     assert (
         scheduler._time_attr
@@ -264,7 +264,7 @@ def test_tokens_budget_is_an_upper_bound_of_the_tokens_fed() -> None:
         )
     )
     # 640 rows: 80 steps of 8 (or 40 of 16) sequences of at most max_length tokens
-    assert _check_space(spec, 640) == 640 * spec.data.max_length
+    assert _check_space(spec, 640).max_t == 640 * spec.data.max_length
 
 
 def test_each_scheduler_is_built_in_its_time_unit() -> None:
@@ -369,7 +369,7 @@ def test_pbt_and_pb2_perturb_only_what_a_running_trial_can_change() -> None:
 
 
 def test_population_trials_checkpoint_at_every_evaluation_and_keep_fresh_processes() -> None:
-    from raytune_ft.sweep.runner import _reuse_trial_processes
+    from raytune_ft.sweep.tuner import reuse_trial_processes as _reuse_trial_processes
 
     spec = population_spec("pbt")
     base = spec.model_dump(mode="json")

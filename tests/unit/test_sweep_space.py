@@ -56,7 +56,7 @@ def test_asha_max_t_covers_the_longest_trial_in_the_space() -> None:
         )
     )
     assert spec.schedule(640).num_evaluations == 1
-    most = _check_space(spec, 640)
+    most = _check_space(spec, 640).max_t
     assert most == 1  # eval per epoch: one evaluation whatever the batch size
     per_steps = validate_spec(
         minimal_spec(
@@ -64,7 +64,7 @@ def test_asha_max_t_covers_the_longest_trial_in_the_space() -> None:
             sweep={"space": {"train.micro_batch_size": {"choice": [8, 32]}}},
         )
     )
-    assert _check_space(per_steps, 640) == 16  # 80 steps at batch 8, every 5 steps
+    assert _check_space(per_steps, 640).max_t == 16  # 80 steps at batch 8, every 5 steps
     assert make_scheduler(per_steps, 16)._max_t == 16
 
 
@@ -144,4 +144,4 @@ def test_keys_valid_alone_but_not_together_are_refused_before_any_trial() -> Non
             }
         )
     )
-    assert _check_space(fine, 1000) >= 1
+    assert _check_space(fine, 1000).max_t >= 1

@@ -1,0 +1,106 @@
+"""Why trials are not running: said once at the start (how many run at once, and why that
+many), then whenever a trial or a trial's worker group waits on resources the cluster does
+not have free (a GPU node still starting under an autoscaler, another job's workers).
+
+Tune shows a waiting trial as PENDING and no more; Ray Train's worker group waits in a
+placement group that Tune does not show at all.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from raytune_ft.launch.resources import Placement
+from raytune_ft.spec.experiment import ExperimentSpec
+
+CHECK_EVERY_S = 10.0
+
+
+def _amounts(resources: dict[str, float]) -> str:
+    hidden = ("memory", "object_store_memory")
+    shown = {
+        k: v
+        for k, v in resources.items()
+        if v and k not in hidden and not k.startswith(("node:", "accelerator_type:"))
+    }
+    return ", ".join(f"{v:g} {k}" for k, v in sorted(shown.items())) or "nothing"
+
+
+def concurrency_line(spec: ExperimentSpec, placement: Placement, capacity: int) -> str:
+    """How many trials run at once and why: the spec's limit, or what the cluster holds."""
+    assert spec.sweep is not None
+    scaling = spec.scaling
+    worker = _amounts(scaling.worker_resources(placement.use_gpu))
+    trial = f"{scaling.num_workers} worker{'s' if scaling.num_workers > 1 else ''} of {worker}"
+    total = spec.sweep.total_trials
+    if spec.sweep.max_concurrent_trials is not None:
+        why = "sweep.max_concurrent_trials"
+    else:
+        why = f"the cluster holds {placement.trial_capacity(spec)} trials of {trial} at once"
+    waiting = "" if capacity >= total else f"; the other {total - capacity} wait their turn"
+    return f"sweep: {capacity} of {total} trials at a time ({why}){waiting}"
+
+
+def pending_reason(needs: dict[str, float], free: dict[str, float], what: str) -> str:
+    """One line: what is waiting, what it needs, what is free now."""
+    short = {k: v for k, v in needs.items() if free.get(k, 0.0) + 1e-9 < v}
+    lacking = _amounts(short) if short else "a single node with all of it"
+    return (
+        f"sweep: {what} is pending: it needs {_amounts(needs)}, the cluster has "
+        f"{_amounts({k: free.get(k, 0.0) for k in needs})} free (short of {lacking})"
+    )
+
+
+class PendingReasons:
+    """A Tune callback (built lazily so this module imports without Ray) that prints why
+    trials wait, once per trial and reason."""
+
+    def __new__(cls, spec: ExperimentSpec, placement: Placement, capacity: int) -> Any:
+        from ray.tune import Callback
+
+        class _Callback(Callback):
+            def __init__(self) -> None:
+                self.said: set[str] = set()
+                self.next_check = 0.0
+                print(concurrency_line(spec, placement, capacity), file=sys.stderr, flush=True)
+
+            def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
+                now = time.monotonic()
+                if now < self.next_check:
+                    return
+                self.next_check = now + CHECK_EVERY_S
+                for line in _waiting(trials):
+                    if line not in self.said:
+                        self.said.add(line)
+                        print(line, file=sys.stderr, flush=True)
+
+        return _Callback()
+
+
+def _waiting(trials: list[Any]) -> list[str]:
+    import ray
+    from ray.util import placement_group_table
+
+    pending = [t for t in trials if t.status == "PENDING"]
+    groups = [
+        g
+        for g in placement_group_table().values()
+        if g.get("state") == "PENDING" and len(g.get("bundles") or {}) > 1
+    ]
+    if not pending and not groups:
+        return []
+    free = ray.available_resources()
+    lines = []
+    for trial in pending:
+        needs = trial.placement_group_factory.required_resources
+        lines.append(pending_reason(needs, free, f"trial {trial.trial_id}"))
+    for group in groups:  # a multi-worker trial's worker group (all its workers, or none)
+        bundles = list(group["bundles"].values())
+        needs: dict[str, float] = {}
+        for bundle in bundles:
+            for key, value in bundle.items():
+                needs[key] = needs.get(key, 0.0) + value
+        lines.append(pending_reason(needs, free, f"a worker group of {len(bundles)} workers"))
+    return lines

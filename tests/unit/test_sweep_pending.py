@@ -1,0 +1,40 @@
+"""What the sweep says about trials that are not running yet, and why."""
+
+from __future__ import annotations
+
+from helpers import minimal_spec
+
+from raytune_ft.launch.resources import NodeShape, Placement
+from raytune_ft.spec import validate_spec
+from raytune_ft.sweep.pending import concurrency_line, pending_reason
+
+SPACE = {"train.learning_rate": {"loguniform": [1e-5, 1e-3]}}
+
+
+def test_the_start_says_how_many_trials_run_at_once_and_why() -> None:
+    spec = validate_spec(
+        minimal_spec(scaling={"num_workers": 2}, sweep={"space": SPACE, "num_samples": 6})
+    )
+    four_cpus = Placement(False, [NodeShape("head", 4, 0, 1)], 1)
+    assert concurrency_line(spec, four_cpus, 2) == (
+        "sweep: 2 of 6 trials at a time (the cluster holds 2 trials of 2 workers of 1 CPU at "
+        "once); the other 4 wait their turn"
+    )
+    limited = validate_spec(
+        minimal_spec(sweep={"space": SPACE, "num_samples": 3, "max_concurrent_trials": 3})
+    )
+    assert concurrency_line(limited, four_cpus, 3) == (
+        "sweep: 3 of 3 trials at a time (sweep.max_concurrent_trials)"
+    )
+
+
+def test_a_pending_trial_names_what_it_needs_and_what_is_short() -> None:
+    line = pending_reason(
+        {"CPU": 2.0, "GPU": 1.0},
+        {"CPU": 6.0, "GPU": 0.0, "memory": 1e9, "node:127.0.0.1": 1.0},
+        "trial 7f3a",
+    )
+    assert line == (
+        "sweep: trial 7f3a is pending: it needs 2 CPU, 1 GPU, the cluster has 6 CPU free "
+        "(short of 1 GPU)"
+    )
