@@ -38,7 +38,8 @@ def concurrency_line(spec: ExperimentSpec, placement: Placement, capacity: int) 
     if spec.sweep.max_concurrent_trials is not None:
         why = "sweep.max_concurrent_trials"
     else:
-        why = f"the cluster holds {placement.trial_capacity(spec)} trials of {trial} at once"
+        held = placement.trial_capacity(spec)
+        why = f"the cluster holds {held} trial{'s' if held != 1 else ''} of {trial} at once"
     waiting = "" if capacity >= total else f"; the other {total - capacity} wait their turn"
     return f"sweep: {capacity} of {total} trials at a time ({why}){waiting}"
 

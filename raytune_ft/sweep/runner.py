@@ -190,8 +190,7 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False, extend: int = 0) -> Sw
 
     with ray_session(spec.cluster, checked.most_cpus):
         placement = plan_placement(spec)
-        for candidate, label in checked.candidates:
-            check_trial_fits(candidate, placement, label)
+        checked.check_fits(placement)
         use_gpu = placement.use_gpu
         if sweep_dir is None:  # only now: a refused placement leaves no empty folder behind
             sweep_dir = new_run(root, spec.name, "tune")
@@ -375,6 +374,11 @@ class SpaceCheck:
     @property
     def most_cpus(self) -> int:
         return max(c.scaling.num_workers * c.scaling.cpus_per_worker for c, _ in self.candidates)
+
+    def check_fits(self, placement: Placement) -> None:
+        """Refuse a space whose extreme trials could never run whole on the cluster."""
+        for candidate, label in self.candidates:
+            check_trial_fits(candidate, placement, label)
 
 
 def _check_space(spec: ExperimentSpec, num_train_examples: int) -> SpaceCheck:

@@ -265,7 +265,11 @@ def test_a_killed_sweep_driver_resumes_without_rerunning_finished_trials(
         time.sleep(0.2)
     else:
         raise AssertionError(f"the second trial never checkpointed twice: {proc.poll()}")
-    time.sleep(3)  # Tune snapshots its state a moment after each result
+    # Tune snapshots its experiment at most every 10 s: kill once a snapshot holds the
+    # running trial's checkpoint, which is what a resume can go on from.
+    [running_id] = [p.parent.name for p in logs if p != finished]
+    while time.monotonic() < deadline and not _snapshot_has_checkpoint(tmp_path, running_id):
+        time.sleep(0.2)
     proc.kill()
     proc.communicate(timeout=60)
     assert finished is not None
@@ -278,5 +282,24 @@ def test_a_killed_sweep_driver_resumes_without_rerunning_finished_trials(
     assert finished.read_text() == finished_log  # the finished trial did not run again
     # The other trial reached its last evaluation too.
     [other] = [p for p in sweep_dir.glob("trials/*/steps.jsonl") if p != finished]
+    records = [json.loads(line) for line in other.read_text().splitlines()]
+    [resumed] = [r for r in records if r.get("event") == "resumed"]
+    assert resumed["step"] >= 5  # from its checkpoint, not from scratch
     assert done_mark in other.read_text()
     assert sessions_of_others() == before  # the killed driver's Ray is gone too
+
+
+def _snapshot_has_checkpoint(storage: Path, trial_id: str) -> bool:
+    """Whether Tune's saved experiment state has the trial's last result with a checkpoint."""
+    states = sorted(storage.glob("sig-tune-*/ray-tune/experiment_state-*.json"))
+    if not states:
+        return False
+    try:
+        trials = json.loads(states[-1].read_text())["trial_data"]
+    except (ValueError, KeyError):  # caught mid-write
+        return False
+    for _, metadata in trials:
+        last = json.loads(metadata).get("last_result") or {}
+        if last.get("trial_id") == trial_id and last.get("checkpoint_dir_name"):
+            return True
+    return False

@@ -168,9 +168,10 @@ def test_a_killed_one_worker_trial_resumes_in_a_new_process_from_its_checkpoint(
                 "eval_every": 10,
                 "checkpoint": {"every_evals": 1},
             },
-            "scaling": {"num_workers": 1, "max_failures": 1},
+            "scaling": {"num_workers": 1},
             "sweep": {
                 "num_samples": 1,
+                "errored_trials": {"retries": 1},  # the policy that brings it back
                 "search": {"algorithm": "random", "seed": 0},
                 "scheduler": {"name": "fifo"},
                 "space": {"train.learning_rate": {"choice": [3e-3]}},
@@ -214,3 +215,99 @@ def test_a_killed_one_worker_trial_resumes_in_a_new_process_from_its_checkpoint(
     assert not (trial_dir / "ray-train").exists()  # trained in the trial's own process
     assert summary["best_validation"] > 0.9
     assert (outcome["result"].run_dir.local_path / "best-model" / "config.json").exists()
+
+
+def test_a_sweep_of_two_worker_zero2_trials_runs_each_trial_whole(
+    ray_local: None,
+    tiny_bert: Path,
+    keyword_data: Path,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Each trial a gang-scheduled group of two ZeRO-2 workers: the local cluster (2 cores)
+    holds one such trial at a time, and the sweep says so."""
+    import json
+
+    spec = validate_spec(
+        {
+            "name": "kw-gang",
+            "model": {"name_or_path": str(tiny_bert)},
+            "data": {"train": {"path": str(keyword_data)}, "max_length": 16},
+            "train": {"epochs": 1, "micro_batch_size": 16, "eval_every": 10},
+            "deepspeed": {"zero_stage": 2},
+            "scaling": {"num_workers": 2},
+            "sweep": {
+                "num_samples": 2,
+                "search": {"algorithm": "optuna", "seed": 0},
+                "scheduler": {"name": "fifo"},
+                "space": {"train.learning_rate": {"loguniform": [1e-3, 5e-3]}},
+            },
+            "storage": {"path": str(tmp_path)},
+        }
+    )
+    outcome = run_sweep(spec)
+    summary, run_dir = outcome.summary, outcome.run_dir.local_path
+    assert summary["trials"] == {"finished": 2, "stopped_early": 0, "errored": 0, "total": 2}
+    for trial_dir in (run_dir / "trials").iterdir():
+        runtime = json.loads((trial_dir / "runtime.json").read_text())
+        assert (runtime["world_size"], runtime["zero_stage"]) == (2, 2)
+        assert (trial_dir / "ray-train").is_dir()  # its own TorchTrainer run
+    assert summary["best_validation"] > 0.9
+    assert (run_dir / "best-model" / "config.json").exists()
+    assert (
+        "sweep: 1 of 2 trials at a time (the cluster holds 1 trial of 2 workers of 1 CPU at "
+        "once); the other 1 wait their turn"
+    ) in capfd.readouterr().err
+
+
+def test_extend_and_a_raised_budget_add_trials_and_the_searcher_keeps_its_history(
+    ray_local: None, tiny_bert: Path, keyword_data: Path, tmp_path: Path
+) -> None:
+    """`--extend N` on a finished sweep, then `--resume` with a larger num_samples: new Tune
+    experiments in the same folder whose TPE starts from every earlier result; finished
+    trials are not run again."""
+    import glob
+    import pickle
+
+    def kw(num_samples: int):
+        return validate_spec(
+            {
+                "name": "kw-extend",
+                "model": {"name_or_path": str(tiny_bert)},
+                "data": {"train": {"path": str(keyword_data)}, "max_length": 16},
+                "train": {"epochs": 1, "micro_batch_size": 16, "eval_every": 10},
+                "scaling": {"num_workers": 1},
+                "sweep": {
+                    "num_samples": num_samples,
+                    "search": {"algorithm": "optuna", "seed": 0},
+                    "scheduler": {"name": "fifo"},
+                    "space": {"train.learning_rate": {"loguniform": [1e-4, 5e-3]}},
+                },
+                "storage": {"path": str(tmp_path)},
+            }
+        )
+
+    first = run_sweep(kw(2))
+    run_dir = first.run_dir.local_path
+    logs = {p.parent.name: p.read_text() for p in run_dir.glob("trials/*/steps.jsonl")}
+    assert len(logs) == 2
+
+    extended = run_sweep(kw(2), extend=1)
+    assert extended.run_dir.local_path == run_dir
+    assert extended.summary["trials"]["total"] == 3 and extended.summary["experiments"] == 2
+    assert load_spec(run_dir / "spec.yaml").sweep.num_samples == 3  # the budget it now has
+    # The extension's TPE was told the first two results before it suggested the third.
+    [state] = glob.glob(str(run_dir / "ray-tune-ext1" / "searcher-state-*.pkl"))
+    with open(state, "rb") as f:
+        study = pickle.load(f)["_ot_study"]
+    values = sorted(t.value for t in study.trials if t.value is not None)
+    assert len(study.trials) == 3 and len(values) == 3
+    results = pd.read_csv(run_dir / "results.csv")
+    assert len(results) == 3 and set(results["trial_id"]) >= set(logs)
+
+    raised = run_sweep(kw(4), resume=True)  # only the budget changed: resumed, one more trial
+    assert raised.summary["trials"]["total"] == 4 and raised.summary["experiments"] == 3
+    assert len(pd.read_csv(run_dir / "results.csv")) == 4
+    for trial_id, text in logs.items():  # the first trials were not run again
+        assert (run_dir / "trials" / trial_id / "steps.jsonl").read_text() == text
+    assert len(list((run_dir / "trials").iterdir())) == 4

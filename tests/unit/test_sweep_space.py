@@ -145,3 +145,25 @@ def test_keys_valid_alone_but_not_together_are_refused_before_any_trial() -> Non
         )
     )
     assert _check_space(fine, 1000).max_t >= 1
+
+
+def test_a_corner_of_the_space_that_never_fits_the_cluster_is_refused_with_its_label() -> None:
+    from raytune_ft.launch.resources import NodeShape, Placement
+
+    spec = validate_spec(
+        minimal_spec(
+            scaling={"use_gpu": True},
+            sweep={"space": {"scaling.num_workers": {"choice": [1, 4]}}},
+        )
+    )
+    checked = _check_space(spec, 1000)
+    assert checked.most_cpus == 4  # a local Ray is sized for the largest trial
+    three_gpus = Placement(True, [NodeShape("a10", 8, 1, 3)], 1)
+    with pytest.raises(UserError) as caught:
+        checked.check_fits(three_gpus)
+    assert caught.value.problems == [
+        'sweep.space."scaling.num_workers" value 4: a trial needs 4 workers of 1 CPU, 1 GPU at '
+        "once, but the cluster holds at most 3 such workers (3 × a10 (8 CPU, 1 GPU)); expected "
+        "scaling.num_workers <= 3, smaller workers, or more nodes (cluster.node_groups)"
+    ]
+    checked.check_fits(Placement(True, [NodeShape("a10", 8, 1, 4)], 1))  # four fit
