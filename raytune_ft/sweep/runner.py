@@ -240,7 +240,7 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False, extend: int = 0) -> Sw
             )
         except KeyboardInterrupt:
             raise Interrupted(interrupts.received() or signal.SIGINT, sweep_dir) from None
-        except (Interrupted, UserError):
+        except Interrupted:
             raise
         except Exception as exc:  # e.g. every trial errored: one line and the folder
             raise RunFailed.from_exception(sweep_dir, exc) from exc
