@@ -233,14 +233,15 @@ def test_a_sweep_of_two_worker_zero2_trials_runs_each_trial_whole(
             "name": "kw-gang",
             "model": {"name_or_path": str(tiny_bert)},
             "data": {"train": {"path": str(keyword_data)}, "max_length": 16},
-            "train": {"epochs": 1, "micro_batch_size": 16, "eval_every": 10},
+            # 80 steps of 2 x 8: what the two-worker training test needs to learn the task.
+            "train": {"epochs": 2, "micro_batch_size": 8, "eval_every": 20},
             "deepspeed": {"zero_stage": 2},
             "scaling": {"num_workers": 2},
             "sweep": {
                 "num_samples": 2,
                 "search": {"algorithm": "optuna", "seed": 0},
                 "scheduler": {"name": "fifo"},
-                "space": {"train.learning_rate": {"loguniform": [1e-3, 5e-3]}},
+                "space": {"train.learning_rate": {"loguniform": [3e-3, 6e-3]}},
             },
             "storage": {"path": str(tmp_path)},
         }
