@@ -200,6 +200,7 @@ def memory(shape: ModelShape, setup: Setup) -> Memory:
 
     buffers = 0
     if stage >= 1:
+        # torch.empty: a GPU allocates the whole bucket; a CPU process only the pages written
         elements = (
             REDUCE_BUCKET_ELEMENTS if setup.on_gpu else min(REDUCE_BUCKET_ELEMENTS, trainable)
         )
@@ -410,14 +411,14 @@ def device_for(spec: ExperimentSpec, use_gpu: bool | None = None, here: bool = F
 def _shape_of(key: str) -> tuple[ModelShape, bool]:
     """The shape of the model a (model, peft, task, labels) JSON key describes; cached: a
     sweep's corners often share one model."""
+    from pydantic import TypeAdapter
+
     from raytune_ft.modeling.loading import build_model
     from raytune_ft.spec.sections import ModelSpec, PeftSpec
     from raytune_ft.spec.task_sections import TaskSpec
     from raytune_ft.tasks.registry import task_for
 
     raw = json.loads(key)
-    from pydantic import TypeAdapter
-
     task = task_for(TypeAdapter(TaskSpec).validate_python(raw["task"]))
     model = build_model(
         ModelSpec.model_validate(raw["model"]),
