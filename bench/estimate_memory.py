@@ -62,6 +62,9 @@ TINY = [
     "num_attention_heads: 4, num_key_value_heads: 4}",
     "data.max_length=256",
     "train.micro_batch_size=16",
+    "data.split={validation: 0.02, test: 0.02}",  # a short evaluation
+    "train.max_steps=2",
+    "train.eval_every=2",
 ]
 CASES: dict[str, tuple[str, list[str]]] = {
     "llama-4x256-full": ("experiments/pretrain.yaml", TINY),
@@ -90,7 +93,7 @@ def run_case(spec_path: str, sets: list[str], storage: str) -> dict[str, Any]:
     from raytune_ft.train.loop import WorkerArgs, run_recipe
     from raytune_ft.train.session import LocalSession, one_rank_process_group
 
-    spec = load_spec(ROOT / spec_path, [*sets, *STEPS, f"storage.path={storage}"])
+    spec = load_spec(ROOT / spec_path, [*STEPS, *sets, f"storage.path={storage}"])
     use_gpu = torch.cuda.is_available()
     data = prepare(spec)
     found = estimate(spec, labels=data.labels)
@@ -245,7 +248,7 @@ def main() -> None:
         result = json.loads(done.stdout.strip().splitlines()[-1])
         results[name] = {
             "spec": CASES[name][0],
-            "sets": CASES[name][1] + STEPS,
+            "sets": STEPS + CASES[name][1],
             "malloc": env.get("MALLOC_MMAP_THRESHOLD_", "default"),
         } | result
         mib = 2**20

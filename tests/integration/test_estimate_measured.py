@@ -1,5 +1,5 @@
 """The pre-flight estimate against a real run's memory: a 4-layer, hidden-256 Llama full
-finetune (fp32, ZeRO-2, 16 rows of 256 tokens) trains for 3 steps with the real recipe in a
+finetune (fp32, ZeRO-2, 16 rows of 256 tokens) trains for 2 steps with the real recipe in a
 fresh process, outside Ray (`bench/estimate_memory.py`), and the estimate's total must be
 within 1.5x of what training added to the process's resident memory, either way.
 
