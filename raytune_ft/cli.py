@@ -155,6 +155,49 @@ def report(
     typer.echo(str(write_report(run, out)))
 
 
+@app.command()
+@user_errors
+def estimate(
+    spec: SpecArg,
+    set_: SetOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Estimate parameters, memory per device and step time of a trial, before launch."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from raytune_ft.modeling import estimate as pre
+
+    typed = _load(spec, set_)
+    device = pre.device_for(typed)
+    found = pre.estimate(typed, device)
+    largest = pre.largest_point(typed, device) if typed.sweep is not None else None
+    if as_json:
+        out = pre.as_dict(found)
+        if largest is not None:
+            out["largest_sweep_point"] = {"params": largest[0]} | pre.as_dict(largest[1])
+        typer.echo(json.dumps(out, indent=2))
+        return
+    table = Table(title=f"estimate: {typed.name} ({typed.model.name_or_path})")
+    table.add_column("")
+    table.add_column("spec")
+    rows = pre.report_rows(found)
+    if largest is not None:
+        table.add_column("largest point of the sweep")
+        for (label, value), (_, other) in zip(rows, pre.report_rows(largest[1]), strict=True):
+            table.add_row(label, value, other)
+    else:
+        for label, value in rows:
+            table.add_row(label, value)
+    console = Console()
+    console.print(table)
+    if largest is not None:
+        values = ", ".join(f"{k}={v!r}" for k, v in largest[0].items())
+        console.print(f"largest point: {values}")
+    for note in found.notes:
+        console.print(f"note: {note}")
+
+
 def _print_outcome(kind: str, run_dir: Path, summary: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table

@@ -534,6 +534,13 @@ class NodeGroupSpec(Section):
     gpu_resource: str = Field(
         "nvidia.com/gpu", min_length=1, description="The Kubernetes resource name of a GPU."
     )
+    gpu_memory_gib: float | None = Field(
+        None,
+        gt=0,
+        le=4096,
+        description="Memory of one GPU of this group, e.g. 80 for an H100 80GB; lets `tune` "
+        "refuse sweep points that cannot fit (`raytune-ft estimate`). null: not checked.",
+    )
     min_nodes: int = Field(0, ge=0, le=10000, description="Nodes kept up (0: scale from zero).")
     max_nodes: int = Field(1, ge=1, le=10000, description="Nodes the autoscaler may add.")
     resources: dict[str, float] = Field(
@@ -554,6 +561,11 @@ class NodeGroupSpec(Section):
 
     @model_validator(mode="after")
     def _bounds(self) -> NodeGroupSpec:
+        if self.gpu_memory_gib is not None and self.gpus == 0:
+            raise ValueError(
+                f"gpu_memory_gib: {self.gpu_memory_gib:g}, but the group has no GPUs "
+                "(gpus: 0); expected it only on a group with gpus >= 1"
+            )
         if self.min_nodes > self.max_nodes:
             raise ValueError(
                 f"min_nodes {self.min_nodes} > max_nodes {self.max_nodes}; expected min <= max"

@@ -15,6 +15,7 @@ from raytune_ft.errors import Interrupted, RunFailed, UserError
 from raytune_ft.launch import interrupts
 from raytune_ft.launch.local_ray import ray_session
 from raytune_ft.launch.resources import Placement, check_trial_fits, plan_placement
+from raytune_ft.modeling.estimate import memory_problem
 from raytune_ft.run_folder import spec_yaml
 from raytune_ft.spec import validate_spec
 from raytune_ft.spec.experiment import ExperimentSpec
@@ -80,6 +81,10 @@ def trial_driver(
     # trial fails at once with the reason (Optuna records it as failed) instead of training.
     spec = validate_spec(trial_spec(base_spec, params))
     check_device_settings(spec, use_gpu)
+    # A sample that cannot fit in this device's memory is pruned now, with the numbers.
+    too_big = memory_problem(spec, use_gpu, here=spec.scaling.num_workers == 1)
+    if too_big is not None:
+        raise UserError(f"pruned: {too_big}")
     trial_id = tune.get_context().get_trial_id()
     trial_dir = location_of(sweep_dir, spec.storage) / "trials" / trial_id
     prepared = _prepared_for(spec, base_spec, Path(prepared_dir))
@@ -469,7 +474,11 @@ def _validated(
     problems: list[str] = []
     for params, label in candidates:
         try:
-            found.append((validate_spec(apply_params(base, params)), label))
+            candidate = validate_spec(apply_params(base, params))
+            too_big = memory_problem(candidate)  # None where the device's memory is unknown
+            if too_big is not None:
+                raise UserError(too_big)
+            found.append((candidate, label))
         except UserError as exc:
             problems += [f"{label}: {line}" for line in exc.problems]
             if max_problems is not None and len(problems) >= max_problems:

@@ -1,0 +1,267 @@
+"""The pre-flight estimate (`raytune-ft estimate`) against the memory a real run uses.
+
+Each case runs the real training recipe (`FinetuneRecipe`: DeepSpeed engine, AdamW, the
+evaluations) for a few steps in a fresh Python process, outside Ray, as a one-rank group (as a
+one-worker sweep trial does), and records:
+
+- `baseline`: the process's resident memory (RSS) just before the recipe's setup, with torch,
+  transformers, DeepSpeed and the project imported and the data prepared;
+- `peak`: the process's peak RSS at the end (`ru_maxrss`, what the loop reports as
+  `peak_memory_bytes` on CPU);
+- `measured = peak - baseline`: what training added, compared with the estimate's total.
+
+glibc's malloc keeps freed blocks for reuse and raises its mmap threshold as large blocks are
+freed, so a process's RSS keeps memory that tensors no longer use (the quickstart's RSS grows
+by about 100 MiB a step that way). The child processes run with `MALLOC_MMAP_THRESHOLD_=65536`
+(a fixed threshold: every tensor over 64 KiB gets its own mapping, returned when freed), so the
+peak RSS follows the live tensors; `--malloc-default` measures without it.
+
+On a GPU the peak is `torch.cuda.max_memory_allocated()` (the loop's own figure), with no
+baseline to remove. Run it as a script from the repository root:
+
+    .venv/bin/python bench/estimate_memory.py [--out bench/results/estimate-cpu.json]
+    .venv/bin/python bench/estimate_memory.py --recorded-gpu   # no run: the H200 records
+
+`--recorded-gpu` estimates the configurations whose peaks were measured on one H200 on
+2026-11-27 (`bench/results/gpu-h200-20261127/`: the quickstart trials' `peak_memory_bytes`,
+and the 1B ZeRO-2 + Liger loop's `torch.cuda.max_memory_allocated`) and compares.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+for _key, _value in {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "TOKENIZERS_PARALLELISM": "false",
+}.items():
+    os.environ.setdefault(_key, _value)
+
+# A 4-layer, hidden-512 Llama (12.6M parameters in its layers) over the review corpus cut into
+# full 256-token rows: every row is max_length long, so the activation term is tested at the
+# token count it assumes.
+LLAMA = [
+    "model.config_overrides={hidden_size: 512, intermediate_size: 1376, num_hidden_layers: 4, "
+    "num_attention_heads: 8, num_key_value_heads: 8}",
+    "data.max_length=256",
+    "train.micro_batch_size=16",
+]
+# The test's case (tests/integration/test_estimate_measured.py): small enough for seconds.
+TINY = [
+    "model.config_overrides={hidden_size: 256, intermediate_size: 688, num_hidden_layers: 4, "
+    "num_attention_heads: 4, num_key_value_heads: 4}",
+    "data.max_length=256",
+    "train.micro_batch_size=16",
+    "data.split={validation: 0.02, test: 0.02}",  # a short evaluation
+    "train.max_steps=2",
+    "train.eval_every=2",
+]
+CASES: dict[str, tuple[str, list[str]]] = {
+    "llama-4x256-full": ("experiments/pretrain.yaml", TINY),
+    "minilm-lora": ("experiments/quickstart.yaml", []),
+    "minilm-full": ("experiments/quickstart.yaml", ["peft.method=none"]),
+    "llama-4x512-full": ("experiments/pretrain.yaml", LLAMA),
+    "llama-4x512-full-ckpt": (
+        "experiments/pretrain.yaml",
+        [*LLAMA, "performance.gradient_checkpointing=true"],
+    ),
+}
+STEPS = ["train.max_steps=3", "train.eval_every=3", "data.max_train_samples=512"]
+
+
+def run_case(spec_path: str, sets: list[str], storage: str) -> dict[str, Any]:
+    """One short run in this process; call it in a fresh process (ru_maxrss is per process)."""
+    import resource
+
+    import psutil
+    import torch
+
+    from raytune_ft.data.prepare import prepare
+    from raytune_ft.modeling.estimate import estimate
+    from raytune_ft.spec import load_spec
+    from raytune_ft.storage import storage_root
+    from raytune_ft.train.loop import WorkerArgs, run_recipe
+    from raytune_ft.train.session import LocalSession, one_rank_process_group
+
+    spec = load_spec(ROOT / spec_path, [*STEPS, *sets, f"storage.path={storage}"])
+    use_gpu = torch.cuda.is_available()
+    data = prepare(spec)
+    found = estimate(spec, labels=data.labels)
+    session = LocalSession()
+    args = WorkerArgs(
+        spec=spec.model_dump(mode="json"),
+        run_dir=(storage_root(spec.storage) / "run").uri,
+        use_gpu=use_gpu,
+        prepared_dir=str(data.path),
+        evaluate_test=False,
+    )
+    import deepspeed  # noqa: F401  (imported by the setup: part of the runtime, not training)
+
+    baseline = psutil.Process().memory_info().rss
+    with one_rank_process_group(use_gpu):
+        run_recipe(args, session)
+    if use_gpu:
+        peak, measured = torch.cuda.max_memory_allocated(), torch.cuda.max_memory_allocated()
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        measured = peak - baseline
+    memory = found.memory
+    steps = [r for r in session.reports if "time_train_s" in r]
+    return {
+        "device": found.device.name,
+        "params": found.shape.total_params,
+        "trainable": found.shape.trainable_params,
+        "estimate": {
+            "weights": memory.weights,
+            "gradients": memory.gradients,
+            "optimizer": memory.optimizer,
+            "activations": memory.activations,
+            "buffers": memory.buffers,
+            "total": memory.total,
+        },
+        "estimated_step_s": found.step_seconds,
+        "measured_step_s": steps[-1]["time_train_s"] / steps[-1]["step"] if steps else None,
+        "baseline_rss": baseline,
+        "peak": peak,
+        "measured": measured,
+        "ratio": memory.total / measured,
+    }
+
+
+# (spec, --set, measured bytes, where the measurement is) of the H200 records.
+H200 = "bench/results/gpu-h200-20261127"
+RECORDED_GPU: dict[str, tuple[str, list[str], float, str]] = {
+    "quickstart lora r4 mb16": (
+        "experiments/quickstart.yaml",
+        ["peft.r=4", "train.micro_batch_size=16"],
+        1.2319e9,
+        f"{H200}/quickstart.log trial 46c65068",
+    ),
+    "quickstart lora r16 mb16": (
+        "experiments/quickstart.yaml",
+        ["peft.r=16", "train.micro_batch_size=16"],
+        1.24126e9,
+        f"{H200}/quickstart.log trials 266242fa, 6642c1cc",
+    ),
+    "quickstart lora r16 mb32": (
+        "experiments/quickstart.yaml",
+        ["peft.r=16", "train.micro_batch_size=32"],
+        1.36756e9,
+        f"{H200}/quickstart.log trial 9a57a42e",
+    ),
+    "llama-3.2-1b shape full, seq 2048 mb16, zero2 bf16 liger": (
+        "experiments/pretrain.yaml",
+        ["data.max_length=2048", "train.micro_batch_size=16", "performance.liger=true"],
+        55.32065010070801 * 2**30,
+        f"{H200}/throughput-1b-zero2-liger.json (the plain DeepSpeed ZeRO-2 + Liger loop)",
+    ),
+}
+
+# 32,768 tokens a step at raytune-ft's own 64,451 tokens/s (throughput-1b-raytune-ft-summary.json)
+MEASURED_STEP_S = {"llama-3.2-1b shape full, seq 2048 mb16, zero2 bf16 liger": 32768 / 64451.1}
+
+
+def recorded_gpu() -> dict[str, Any]:
+    """Estimates of the H200 records, on an H200 as the estimate knows it (bf16)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from gpu_throughput import write_model_folder
+
+    from raytune_ft.modeling.estimate import Device, estimate
+    from raytune_ft.spec import load_spec
+
+    h200 = Device("cuda", "NVIDIA H200", 150_000_000_000, "recorded run")
+    results = {}
+    with tempfile.TemporaryDirectory() as work:
+        llama = write_model_folder(Path(work) / "llama-3.2-1b", "llama-3.2-1b")
+        for name, (spec_path, sets, measured, source) in RECORDED_GPU.items():
+            extra = [f"model.name_or_path={llama}"] if "llama" in name else []
+            spec = load_spec(ROOT / spec_path, [*sets, *extra])
+            found = estimate(spec, h200, labels=["0", "1"] if "quickstart" in name else None)
+            memory = found.memory
+            results[name] = {
+                "spec": spec_path,
+                "sets": sets,
+                "measured": measured,
+                "source": source,
+                "estimate": {
+                    "weights": memory.weights,
+                    "gradients": memory.gradients,
+                    "optimizer": memory.optimizer,
+                    "activations": memory.activations,
+                    "buffers": memory.buffers,
+                    "total": memory.total,
+                },
+                "ratio": memory.total / measured,
+                "estimated_step_s": found.step_seconds,
+                "measured_step_s": MEASURED_STEP_S.get(name),
+            }
+            print(
+                f"{name}: estimate {memory.total / 2**30:.2f} GiB, measured "
+                f"{measured / 2**30:.2f} GiB, ratio {memory.total / measured:.2f}; step "
+                f"{found.step_seconds:.3g} s estimated, measured {MEASURED_STEP_S.get(name)}"
+            )
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/estimate-cpu.json")
+    parser.add_argument("--case", choices=sorted(CASES), action="append")
+    parser.add_argument("--malloc-default", action="store_true")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # the child process: one case
+    parser.add_argument("--recorded-gpu", action="store_true")
+    options = parser.parse_args()
+    if options.recorded_gpu:
+        out = ROOT / "bench/results/estimate-h200-records.json"
+        out.write_text(json.dumps(recorded_gpu(), indent=2) + "\n")
+        return
+    if options.one:
+        spec_path, sets = CASES[options.one]
+        with tempfile.TemporaryDirectory() as storage:
+            print(json.dumps(run_case(spec_path, sets, storage)))
+        return
+    results = {}
+    env = dict(os.environ)
+    if not options.malloc_default:
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+    for name in options.case or [c for c in CASES if c != "llama-4x256-full"]:
+        done = subprocess.run(
+            [sys.executable, __file__, "--one", name],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=env,
+        )
+        if done.returncode != 0:
+            print(done.stderr[-3000:], file=sys.stderr)
+            raise SystemExit(f"{name}: exit {done.returncode}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        results[name] = {
+            "spec": CASES[name][0],
+            "sets": STEPS + CASES[name][1],
+            "malloc": env.get("MALLOC_MMAP_THRESHOLD_", "default"),
+        } | result
+        mib = 2**20
+        print(
+            f"{name}: estimate {result['estimate']['total'] / mib:.0f} MiB, measured "
+            f"{result['measured'] / mib:.0f} MiB (peak RSS {result['peak'] / mib:.0f} - "
+            f"baseline {result['baseline_rss'] / mib:.0f}), ratio {result['ratio']:.2f}; "
+            f"step {result['estimated_step_s']:.2f} s estimated, "
+            f"{result['measured_step_s'] or float('nan'):.2f} s measured"
+        )
+    options.out.parent.mkdir(parents=True, exist_ok=True)
+    options.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
