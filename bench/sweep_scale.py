@@ -106,10 +106,15 @@ def synthetic_trial(
     axes: dict[str, dict[str, Any]],
     evaluations: int,
     seed: int,
+    checkpoint_every: int = 0,
 ) -> None:
     """TEST-ONLY stand-in for `runner.trial_driver`: reports a seeded learning curve with the
     keys the runner's summary and the schedulers read, and logs each evaluation to the
-    trial's steps.jsonl as the training loop does (what the report draws)."""
+    trial's steps.jsonl as the training loop does (what the report draws). With
+    `checkpoint_every`, every that many evaluations carry a 1 KiB checkpoint, as a trial with
+    `train.checkpoint.every_evals` does (Tune copies it and counts it towards its syncs)."""
+    import tempfile
+
     from ray import tune
 
     from raytune_ft.storage import StepLog
@@ -124,17 +129,21 @@ def synthetic_trial(
         log.append({"event": "eval", "step": step, metric: value})
         log.flush()
         last = i == evaluations - 1
-        tune.report(
-            {
-                metric: value,
-                f"best_{metric}": best,
-                "step": step,
-                "epoch": (i + 1) / evaluations,
-                "tokens_seen": step * 32 * 64,
-                "finished": float(last),
-                "elapsed_s": time.monotonic() - started,
-            }
-        )
+        metrics = {
+            metric: value,
+            f"best_{metric}": best,
+            "step": step,
+            "epoch": (i + 1) / evaluations,
+            "tokens_seen": step * 32 * 64,
+            "finished": float(last),
+            "elapsed_s": time.monotonic() - started,
+        }
+        if checkpoint_every and (i + 1) % checkpoint_every == 0:
+            with tempfile.TemporaryDirectory() as folder:
+                Path(folder, "state.bin").write_bytes(bytes(1024))
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        else:
+            tune.report(metrics)
 
 
 # --------------------------------------------------------------------- driver-side probes
@@ -152,8 +161,13 @@ class Probes:
         self.started = time.monotonic()
         self.ends: list[dict[str, float]] = []  # per finished trial
         self.samples: list[tuple[float, int]] = []  # (seconds, rss)
-        self.suggest_s: list[float] = []  # per suggestion that made a trial
-        self.tell_s: list[float] = []  # per completed trial told to the searcher
+        # Per suggestion that made a trial, and per completed trial told to the searcher:
+        # wall seconds, and CPU seconds of the driver's thread that ran it (which the other
+        # processes on a loaded machine do not inflate).
+        self.suggest_s: list[float] = []
+        self.suggest_cpu_s: list[float] = []
+        self.tell_s: list[float] = []
+        self.tell_cpu_s: list[float] = []
         self.snapshots: list[dict[str, float]] = []  # Tune's experiment-state saves
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -216,17 +230,19 @@ def _timed_generators() -> tuple[type, type]:
     def timed(cls: type) -> type:
         class Timed(cls):  # type: ignore[misc, valid-type]
             def next_trial(self) -> Any:
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.thread_time()
                 trial = super().next_trial()
                 if trial is not None and PROBES is not None:
                     PROBES.suggest_s.append(time.perf_counter() - started)
+                    PROBES.suggest_cpu_s.append(time.thread_time() - cpu)
                 return trial
 
             def on_trial_complete(self, trial_id: str, result: Any = None, error: bool = False):
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.thread_time()
                 super().on_trial_complete(trial_id, result=result, error=error)
                 if PROBES is not None:
                     PROBES.tell_s.append(time.perf_counter() - started)
+                    PROBES.tell_cpu_s.append(time.thread_time() - cpu)
 
         Timed.__name__ = f"Timed{cls.__name__}"
         return Timed
@@ -246,13 +262,14 @@ def _time_state_snapshots() -> None:
         return
 
     def save_to_dir(self: Any, *args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         out = original(self, *args, **kwargs)
         if PROBES is not None:
             PROBES.snapshots.append(
                 {
                     "t": time.monotonic() - PROBES.started,
                     "seconds": time.perf_counter() - started,
+                    "cpu_s": time.thread_time() - cpu,
                     "trials_ended": len(PROBES.ends),
                     "state_bytes": _state_bytes(self),
                 }
@@ -281,7 +298,7 @@ def build_spec(args: argparse.Namespace, storage: Path) -> Any:
     ]
     if args.scheduler == "fifo":
         overrides.append("sweep.scheduler={name: fifo}")
-    return load_spec(SPEC, overrides)
+    return load_spec(SPEC, [*overrides, *args.overrides])
 
 
 def make_search_algorithm(spec: Any, max_concurrent: int) -> Any:
@@ -340,6 +357,7 @@ def per_window(probes: Probes, size: int) -> list[dict[str, Any]]:
     rows = []
     ends = probes.ends
     suggest, tell = windows(probes.suggest_s, size), windows(probes.tell_s, size)
+    suggest_cpu, tell_cpu = windows(probes.suggest_cpu_s, size), windows(probes.tell_cpu_s, size)
     previous = {"t": 0.0, "cpu_s": ends[0]["cpu_s"] if ends else 0.0}
     for index, chunk in enumerate(windows(ends, size)):
         last = chunk[-1]
@@ -352,8 +370,10 @@ def per_window(probes: Probes, size: int) -> list[dict[str, Any]]:
         if index < len(suggest):
             row["suggest_ms_mean"] = 1000 * statistics.fmean(suggest[index])
             row["suggest_ms_max"] = 1000 * max(suggest[index])
+            row["suggest_cpu_ms_mean"] = 1000 * statistics.fmean(suggest_cpu[index])
         if index < len(tell):
             row["tell_ms_mean"] = 1000 * statistics.fmean(tell[index])
+            row["tell_cpu_ms_mean"] = 1000 * statistics.fmean(tell_cpu[index])
         rows.append(row)
         previous = last
     return rows
@@ -392,6 +412,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             axes=axes,
             evaluations=args.evaluations,
             seed=args.seed,
+            checkpoint_every=args.checkpoint_every,
         )
         PROBES = Probes()
         tuner = make_tuner(
@@ -449,6 +470,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "suggestions": len(probes.suggest_s),
         "suggest_ms_first_window": _mean_ms(probes.suggest_s[: args.window]),
         "suggest_ms_last_window": _mean_ms(probes.suggest_s[-args.window :]),
+        "suggest_cpu_ms_first_window": _mean_ms(probes.suggest_cpu_s[: args.window]),
+        "suggest_cpu_ms_last_window": _mean_ms(probes.suggest_cpu_s[-args.window :]),
         "state_snapshots": len(probes.snapshots),
         "state_snapshot_s_last": probes.snapshots[-1]["seconds"] if probes.snapshots else None,
         "state_snapshot_s_max": max((s["seconds"] for s in probes.snapshots), default=None),
@@ -479,6 +502,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "cpus_per_trial": args.cpus_per_trial,
             "window": args.window,
             "space": list(sweep.space),
+            "checkpoint_every": args.checkpoint_every,
+            "checkpoints_kept": spec.train.checkpoint.keep,
+            "trackers": sweep.trackers.model_dump(mode="json"),
+            "overrides": args.overrides,
             "load_during_run": _load_note(),
         },
         "figures": figures,
@@ -520,7 +547,7 @@ def print_table(report: dict[str, Any]) -> None:
     )
     header = (
         f"{'trials':>11} {'wall s/trial':>12} {'driver CPU s/trial':>18} "
-        f"{'RSS MiB':>8} {'suggest ms':>10} {'max':>8} {'tell ms':>8}"
+        f"{'RSS MiB':>8} {'suggest ms':>10} {'CPU ms':>8} {'max':>8} {'tell CPU ms':>11}"
     )
     print(header)
     print("-" * len(header))
@@ -528,11 +555,11 @@ def print_table(report: dict[str, Any]) -> None:
         print(
             f"{row['trials']:>11} {_fmt(row['wall_s_per_trial'], 3):>12} "
             f"{_fmt(row['driver_cpu_s_per_trial'], 3):>18} {_fmt(row['rss_mib_at_end'], 0):>8} "
-            f"{_fmt(row.get('suggest_ms_mean')):>10} {_fmt(row.get('suggest_ms_max')):>8} "
-            f"{_fmt(row.get('tell_ms_mean')):>8}"
+            f"{_fmt(row.get('suggest_ms_mean')):>10} {_fmt(row.get('suggest_cpu_ms_mean')):>8} "
+            f"{_fmt(row.get('suggest_ms_max')):>8} {_fmt(row.get('tell_cpu_ms_mean')):>11}"
         )
     folder = f["folder"]
-    first, last = f["suggest_ms_first_window"], f["suggest_ms_last_window"]
+    first, last = f["suggest_cpu_ms_first_window"], f["suggest_cpu_ms_last_window"]
     growth = f"{last / first:.1f}x" if first and last else "-"
     print()
     print(f"fit wall s                     {_fmt(f['fit_s'], 1)}")
@@ -544,8 +571,8 @@ def print_table(report: dict[str, Any]) -> None:
         f"last trial {_fmt(f['rss_mib_last_trial'], 0)}, peak {_fmt(f['rss_mib_peak'], 0)}"
     )
     print(
-        f"suggest ms, last/first window  {_fmt(last)} / {_fmt(first)} = {growth} "
-        f"(last window / first window)"
+        f"suggest CPU ms, last/first     {_fmt(last)} / {_fmt(first)} = {growth} "
+        f"(mean of the last window / of the first; wall ms in the table)"
     )
     print(
         f"state snapshots                {f['state_snapshots']}, last "
@@ -572,6 +599,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--cpus-per-trial", type=float, default=0.1)
     parser.add_argument("--window", type=int, default=100, help="trials per row of the table")
+    parser.add_argument(
+        "--checkpoint-every", type=int, default=0, help="a 1 KiB checkpoint every N evaluations"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="spec overrides, e.g. 'sweep.trackers={mlflow: true}'",
+    )
     parser.add_argument("--work-dir", default=str(ROOT / "runs" / "bench-sweep-scale"))
     parser.add_argument("--out", default=None, help="JSON file (default bench/results/...)")
     args = parser.parse_args(argv)
