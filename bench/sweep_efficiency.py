@@ -142,22 +142,48 @@ def run_method(
     spec = method_spec(method, seed, trials, overrides, storage)
     started = time.monotonic()
     outcome = run_sweep(spec)
-    wall = time.monotonic() - started
-    evals = evaluations(outcome.run_dir, spec.metric)
+    return collect(method, seed, outcome.run_dir, round(time.monotonic() - started, 1))
+
+
+def collect(method: str, seed: int, sweep_dir: Any, wall_s: float | None) -> dict[str, Any]:
+    """One finished sweep's evaluations and totals, from its folder."""
+    from raytune_ft.spec import load_spec
+
+    spec = load_spec(Path(sweep_dir.path) / "spec.yaml")
+    summary_file = sweep_dir / "summary.json"
+    summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+    evals = evaluations(sweep_dir, spec.metric)
     pick = max if spec.metric_mode == "max" else min
     return {
         "method": method,
         "seed": seed,
-        "sweep_dir": outcome.run_dir.uri,
-        "wall_s": round(wall, 1),
-        "trials": outcome.summary["trials"],
+        "sweep_dir": sweep_dir.uri,
+        "wall_s": wall_s,
+        "trials": summary.get("trials"),
         "best": pick(e["value"] for e in evals),
-        "best_config": outcome.summary["best_config"],
+        "best_config": summary.get("best_config"),
         "total": totals(evals),
         "evaluations": evals,
         "metric": spec.metric,
         "mode": spec.metric_mode,
     }
+
+
+def finished_sweeps(storage: Path, seeds: list[int]) -> dict[int, dict[str, Any]]:
+    """`--analyze`: the newest finished sweep (one with summary.json) of each method and seed
+    under `storage`, as `run_method` would have returned it."""
+    from raytune_ft.spec.sections import StorageSpec
+    from raytune_ft.storage import storage_root
+
+    found: dict[int, dict[str, Any]] = {}
+    for seed in seeds:
+        for method in METHODS:
+            folders = sorted(storage.glob(f"efficiency-{method}-seed{seed}-tune-*"))
+            folders = [f for f in folders if (f / "summary.json").exists()]
+            if folders:
+                location = storage_root(StorageSpec(path=str(folders[-1])))
+                found.setdefault(seed, {})[method] = collect(method, seed, location, None)
+    return found
 
 
 def compare(tpe: dict[str, Any], rand: dict[str, Any]) -> dict[str, Any]:
@@ -266,6 +292,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", type=float, default=0.40)
     parser.add_argument("--work-dir", default=str(ROOT / "runs" / "bench-sweep-efficiency"))
     parser.add_argument("--out", default=None, help="JSON file (default bench/results/...)")
+    parser.add_argument(
+        "--analyze",
+        action="store_true",
+        help="run nothing: compare the finished sweeps already under --work-dir",
+    )
     args = parser.parse_args(argv)
 
     from raytune_ft.launch.local_ray import ray_session
@@ -277,15 +308,21 @@ def main(argv: list[str] | None = None) -> int:
     storage.mkdir(parents=True, exist_ok=True)
     runs, comparisons = [], []
     started = time.monotonic()
-    # One local Ray for every sweep (each run_sweep joins it instead of starting its own).
-    with ray_session(ClusterSpec(address="local"), cpus_per_trial=1):
-        for seed in seeds:
-            by_method = {}
-            for method in METHODS:
-                print(f"== seed {seed}: {method}, {args.trials} trials", flush=True)
-                by_method[method] = run_method(method, seed, args.trials, overrides, storage)
-                runs.append(by_method[method])
-            comparisons.append(compare(by_method["tpe-asha"], by_method["random-fifo"]))
+    if args.analyze:
+        for by_method in finished_sweeps(storage, seeds).values():
+            runs += by_method.values()
+            if len(by_method) == len(METHODS):
+                comparisons.append(compare(by_method["tpe-asha"], by_method["random-fifo"]))
+    else:
+        # One local Ray for every sweep (each run_sweep joins it instead of starting its own).
+        with ray_session(ClusterSpec(address="local"), cpus_per_trial=1):
+            for seed in seeds:
+                by_method = {}
+                for method in METHODS:
+                    print(f"== seed {seed}: {method}, {args.trials} trials", flush=True)
+                    by_method[method] = run_method(method, seed, args.trials, overrides, storage)
+                    runs.append(by_method[method])
+                comparisons.append(compare(by_method["tpe-asha"], by_method["random-fifo"]))
     report = {
         "benchmark": "sweep_efficiency",
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -298,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
             "methods": {"tpe-asha": "optuna TPE + the spec's ASHA", "random-fifo": "random + FIFO"},
             "spec": str(SPEC.relative_to(ROOT)),
             "loadavg_at_end": os.getloadavg()[0],
+            "analyzed_existing_sweeps": args.analyze,
         },
         "wall_s": round(time.monotonic() - started, 1),
         "comparisons": comparisons,
