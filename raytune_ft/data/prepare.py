@@ -214,7 +214,7 @@ def _prepare_into(spec: ExperimentSpec, tokenizer: Any, path: Path) -> None:
     rows = prepare_rows(spec, task)
     tmp = path.with_name(f".{path.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    sizes, dropped = {}, {}
+    sizes, dropped, schemas = {}, {}, {}
     for which, data in rows.splits.items():
         features = _tokenize(task, data, tokenizer, spec.data.max_length, rows.labels)
         dropped[which] = len(data) - len(features)
@@ -225,8 +225,15 @@ def _prepare_into(spec: ExperimentSpec, tokenizer: Any, path: Path) -> None:
                 "shorter prompts"
             )
         features = task.finish_split(features, which, tokenizer, spec.data.max_length)
-        # An empty split (e.g. data.split.test: 0) needs one explicit shard: with none,
-        # `datasets` saves no Arrow file and cannot load the split back.
+        if len(features):
+            schemas[which] = features.features
+        else:
+            # An empty split (e.g. data.split.test: 0) has no rows to infer its columns from:
+            # it takes those of the split it stands in for, and one explicit shard (with
+            # none, `datasets` saves no Arrow file and cannot load the split back).
+            like = schemas.get("validation") or schemas.get("train")
+            if like is not None:
+                features = datasets.Dataset.from_dict({n: [] for n in like}, features=like)
         features.save_to_disk(str(tmp / which), **({} if len(features) else {"num_shards": 1}))
         sizes[which] = len(features)
     meta = {

@@ -153,3 +153,20 @@ def test_missing_glob_column_and_label_errors(tmp_path: Path) -> None:
     task = {"text_column": "sentence", "label_column": "score", "labels": ["0", "2"]}
     with pytest.raises(UserError, match=r"x.tsv:\d+: label '1' is not one of \['0', '2'\]"):
         prepared_rows({"train": {"path": str(tmp_path / "x.tsv")}}, task)
+
+
+def test_an_empty_test_split_is_saved_with_the_validation_columns(tmp_path: Path) -> None:
+    """`data.split.test: 0`: no rows to infer the split's columns from, which once crashed
+    the pre-flight with a traceback from `datasets`."""
+    from helpers import ROOT
+
+    from raytune_ft.data.prepare import prepare
+    from raytune_ft.spec import load_spec
+
+    spec = load_spec(
+        ROOT / "experiments" / "quickstart.yaml",
+        ["data.split.test=0", "data.max_train_samples=200", f"storage.path={tmp_path}"],
+    )
+    data = prepare(spec)
+    assert (len(data["train"]), len(data["test"])) == (200, 0)
+    assert data["test"].column_names == data["validation"].column_names
