@@ -247,10 +247,23 @@ class SearchSpec(Section):
         "objective) models the keys jointly; false: each key on its own.",
     )
 
+    startup_trials: int | None = Field(
+        None,
+        ge=1,
+        le=10000,
+        description="optuna and hyperopt: trials sampled at random before TPE models the "
+        "results; null: the library's own (Optuna 10, HyperOpt 20), which a sweep of fewer "
+        "trials never gets past.",
+    )
+
     @model_validator(mode="after")
     def _optuna_only(self) -> SearchSpec:
         if self.multivariate is not None and self.algorithm != "optuna":
             raise ValueError(f"multivariate: for algorithm optuna only, not {self.algorithm}")
+        if self.startup_trials is not None and self.algorithm not in ("optuna", "hyperopt"):
+            raise ValueError(
+                f"startup_trials: for algorithm optuna or hyperopt only, not {self.algorithm}"
+            )
         return self
 
     @property

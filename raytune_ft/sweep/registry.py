@@ -35,8 +35,10 @@ def _optuna(spec: ExperimentSpec, points: list[dict[str, Any]]) -> Any:
     assert sweep is not None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     conditional = sweep.has_conditions
+    startup = sweep.search.startup_trials
     sampler = optuna.samplers.TPESampler(
         seed=spec.search_seed,
+        **({} if startup is None else {"n_startup_trials": startup}),
         multivariate=sweep.search.tpe_multivariate,
         # Keys that are only sometimes asked for are modelled per group of keys asked together.
         group=sweep.search.tpe_multivariate and conditional,
@@ -57,11 +59,13 @@ def _hyperopt(spec: ExperimentSpec, points: list[dict[str, Any]]) -> Any:
         raise _missing("hyperopt", "hyperopt") from None
     from ray.tune.search.hyperopt import HyperOptSearch
 
+    startup = spec.sweep.search.startup_trials if spec.sweep else None
     return HyperOptSearch(
         metric=spec.metric,
         mode=spec.metric_mode,
         points_to_evaluate=points or None,
         random_state_seed=spec.search_seed,
+        **({} if startup is None else {"n_initial_points": startup}),
     )
 
 

@@ -150,6 +150,17 @@ def test_multivariate_tpe_is_passed_to_optuna() -> None:
     assert sampler._multivariate is False and not sampler._group
 
 
+def test_start_up_trials_reach_optuna_and_hyperopt_and_only_them() -> None:
+    space = {"train.learning_rate": {"loguniform": [1e-5, 1e-1]}}
+    optuna = sweep_spec(space, search={"algorithm": "optuna", "startup_trials": 3})
+    assert make_searcher(optuna, 1).algorithm.searcher._sampler._n_startup_trials == 3
+    assert make_searcher(sweep_spec(space), 1).algorithm.searcher._sampler._n_startup_trials == 10
+    hyperopt = sweep_spec(space, search={"algorithm": "hyperopt", "startup_trials": 4})
+    assert make_searcher(hyperopt, 1).algorithm.searcher.algo.keywords["n_startup_jobs"] == 4
+    with pytest.raises(UserError, match=r"startup_trials: for algorithm optuna or hyperopt"):
+        sweep_spec(space, search={"algorithm": "random", "startup_trials": 3})
+
+
 @pytest.mark.parametrize(
     ("sweep", "message"),
     [
@@ -457,10 +468,10 @@ def test_tpe_follows_the_results_it_was_given() -> None:
     """Seeded TPE fed opposite rewards moves opposite ways (random search would not move)."""
     import statistics
 
-    def later_suggestions(reward_low_lr: bool) -> list[float]:
+    def later_suggestions(reward_low_lr: bool, **search: object) -> list[float]:
         spec = sweep_spec(
             {"train.learning_rate": {"loguniform": [1e-5, 1e-1]}},
-            search={"algorithm": "optuna", "seed": 0},
+            search={"algorithm": "optuna", "seed": 0, **search},
         )
         searcher = make_searcher(spec, 1).algorithm
         searcher.set_search_properties(spec.metric, spec.metric_mode, param_space(spec.sweep))
@@ -470,7 +481,16 @@ def test_tpe_follows_the_results_it_was_given() -> None:
             lrs.append(lr)
             score = -math.log10(lr) if reward_low_lr else math.log10(lr)
             searcher.on_trial_complete(f"t{i}", {spec.metric: score})
-        return lrs[15:]  # after TPE's 10 random start-up trials, and some model-guided ones
+        return lrs
 
     low, high = later_suggestions(True), later_suggestions(False)
-    assert statistics.median(low) < 1e-4 < 1e-2 < statistics.median(high)
+    # After TPE's 10 random start-up trials, and some model-guided ones:
+    assert statistics.median(low[15:]) < 1e-4 < 1e-2 < statistics.median(high[15:])
+    # Suggestions 4 to 9 are still the seeded random start-up, whatever the rewards...
+    assert low[4:10] == high[4:10]
+    # ... unless the start-up is 3 trials: then the rewards already steer them.
+    low3, high3 = (
+        later_suggestions(True, startup_trials=3),
+        later_suggestions(False, startup_trials=3),
+    )
+    assert statistics.median(low3[4:10]) < statistics.median(high3[4:10])
