@@ -50,8 +50,7 @@ SPEC = ROOT / "experiments" / "quickstart.yaml"
 # The reduced size: fewer training rows and shorter sequences make each evaluation cheaper,
 # and a shorter eval_every gives ASHA several rungs per trial (a batch-16 trial evaluates 5
 # times, a batch-32 one 3 times). The validation and test splits (300 rows each) are the
-# quickstart's. (`data.split.test=0` would save each sweep's final test scoring, but preparing
-# an empty test split fails in `datasets` here: see bench/README.md.)
+# quickstart's.
 REDUCED = [
     "data.max_train_samples=800",
     "data.max_length=32",
@@ -64,10 +63,20 @@ METHODS = {
 UNITS = ("evaluations", "examples", "trial_s")
 
 
-def method_spec(method: str, seed: int, trials: int, overrides: list[str], storage: Path) -> Any:
+def method_spec(
+    method: str,
+    seed: int,
+    trials: int,
+    overrides: list[str],
+    storage: Path,
+    startup_trials: int | None = None,
+) -> Any:
     from raytune_ft.spec import load_spec
 
     algorithm = "optuna" if method == "tpe-asha" else "random"
+    startup = (
+        f", startup_trials: {startup_trials}" if startup_trials and algorithm == "optuna" else ""
+    )
     return load_spec(
         SPEC,
         [
@@ -76,7 +85,7 @@ def method_spec(method: str, seed: int, trials: int, overrides: list[str], stora
             f"name=efficiency-{method}-seed{seed}",
             f"storage.path={storage}",
             f"sweep.num_samples={trials}",
-            f"sweep.search={{algorithm: {algorithm}, seed: {seed}}}",
+            f"sweep.search={{algorithm: {algorithm}, seed: {seed}{startup}}}",
         ],
     )
 
@@ -135,11 +144,16 @@ def totals(evals: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def run_method(
-    method: str, seed: int, trials: int, overrides: list[str], storage: Path
+    method: str,
+    seed: int,
+    trials: int,
+    overrides: list[str],
+    storage: Path,
+    startup_trials: int | None = None,
 ) -> dict[str, Any]:
     from raytune_ft.sweep.runner import run_sweep
 
-    spec = method_spec(method, seed, trials, overrides, storage)
+    spec = method_spec(method, seed, trials, overrides, storage, startup_trials)
     started = time.monotonic()
     outcome = run_sweep(spec)
     return collect(method, seed, outcome.run_dir, round(time.monotonic() - started, 1))
@@ -290,6 +304,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
     parser.add_argument("--target", type=float, default=0.40)
+    parser.add_argument(
+        "--startup-trials",
+        type=int,
+        default=None,
+        help="TPE's random start-up (sweep.search.startup_trials); default: Optuna's 10",
+    )
     parser.add_argument("--work-dir", default=str(ROOT / "runs" / "bench-sweep-efficiency"))
     parser.add_argument("--out", default=None, help="JSON file (default bench/results/...)")
     parser.add_argument(
@@ -320,7 +340,9 @@ def main(argv: list[str] | None = None) -> int:
                 by_method = {}
                 for method in METHODS:
                     print(f"== seed {seed}: {method}, {args.trials} trials", flush=True)
-                    by_method[method] = run_method(method, seed, args.trials, overrides, storage)
+                    by_method[method] = run_method(
+                        method, seed, args.trials, overrides, storage, args.startup_trials
+                    )
                     runs.append(by_method[method])
                 comparisons.append(compare(by_method["tpe-asha"], by_method["random-fifo"]))
     report = {
@@ -332,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             "trials": args.trials,
             "seeds": seeds,
             "overrides": overrides,
+            "startup_trials": args.startup_trials,
             "methods": {"tpe-asha": "optuna TPE + the spec's ASHA", "random-fifo": "random + FIFO"},
             "spec": str(SPEC.relative_to(ROOT)),
             "loadavg_at_end": os.getloadavg()[0],
