@@ -663,26 +663,22 @@ def sweep_points(spec: ExperimentSpec) -> list[tuple[dict[str, Any], ExperimentS
     """The valid corners of the sweep's space (every combination of each key's bounds and
     choices, conditions applied), as (params, spec); each key's corners alone when the
     combinations are too many."""
-    import itertools
-
     from raytune_ft.spec import validate_spec
-    from raytune_ft.sweep.space import active_params, apply_params
+    from raytune_ft.sweep.space import active_params, apply_params, joint_corners
 
     sweep = spec.sweep
     if sweep is None:
         return []
     base = spec.model_dump(mode="json")
-    corners = {key: dist.corners for key, dist in sweep.space.items()}
-    if math.prod(len(v) for v in corners.values()) <= MAX_POINTS:
+    chosen = joint_corners(sweep, base, MAX_POINTS)
+    if chosen is None:
         chosen = [
-            dict(zip(corners, values, strict=True))
-            for values in itertools.product(*corners.values())
+            active_params(sweep, base, {key: value})
+            for key, dist in sweep.space.items()
+            for value in dist.corners
         ]
-    else:
-        chosen = [{key: value} for key, values in corners.items() for value in values]
     points: list[tuple[dict[str, Any], ExperimentSpec]] = []
-    for choice in chosen:
-        params = active_params(sweep, base, choice)
+    for params in chosen:
         if any(params == seen for seen, _ in points):
             continue
         try:

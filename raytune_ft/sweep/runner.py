@@ -34,6 +34,7 @@ from raytune_ft.sweep.resume import check_unchanged
 from raytune_ft.sweep.space import (
     active_params,
     apply_params,
+    joint_corners,
     trial_params,
     trial_spec,
 )
@@ -414,21 +415,14 @@ def _check_space(spec: ExperimentSpec, num_train_examples: int) -> SpaceCheck:
     )
     found: list[tuple[ExperimentSpec, str]] = [(spec, "the spec")]
     _validated(base, itertools.chain(alone, points), found)
-    if (
-        len(corners) >= 2
-        and math.prod(len(v) for v in corners.values()) <= MAX_CHECKED_COMBINATIONS
-    ):
-        seen: list[dict[str, Any]] = []
-        for values in itertools.product(*corners.values()):
-            params = active_params(sweep, base, dict(zip(corners, values, strict=True)))
-            if params not in seen:
-                seen.append(params)
+    joint = joint_corners(sweep, base, MAX_CHECKED_COMBINATIONS) if len(corners) >= 2 else None
+    if joint is not None:
         combined = (
             (
                 params,
                 "sweep.space: " + ", ".join(f"{k}={v!r}" for k, v in params.items()) + " together",
             )
-            for params in seen
+            for params in joint
         )
         _validated(base, combined, found, max_problems=5)
     # (Larger spaces: each trial validates its own sample, in trial_driver.)

@@ -4,6 +4,8 @@ trial's sampled values back as spec fields."""
 from __future__ import annotations
 
 import copy
+import itertools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -84,6 +86,22 @@ def decode_params(sweep: SweepSpec, sampled: dict[str, Any]) -> dict[str, Any]:
 def active_params(sweep: SweepSpec, base: dict[str, Any], chosen: dict[str, Any]) -> dict[str, Any]:
     """The chosen values whose `when` holds (the others leave the spec's value alone)."""
     return {key: v for key, v in chosen.items() if sweep.active(key, chosen, base)}
+
+
+def joint_corners(
+    sweep: SweepSpec, base: dict[str, Any], limit: int
+) -> list[dict[str, Any]] | None:
+    """Every distinct combination of the keys' corners (bounds and choices), conditions
+    applied; None when there are more than `limit` (then each trial is checked alone)."""
+    corners = {key: dist.corners for key, dist in sweep.space.items()}
+    if math.prod(len(v) for v in corners.values()) > limit:
+        return None
+    seen: list[dict[str, Any]] = []
+    for values in itertools.product(*corners.values()):
+        params = active_params(sweep, base, dict(zip(corners, values, strict=True)))
+        if params not in seen:
+            seen.append(params)
+    return seen
 
 
 def trial_params(sweep: SweepSpec, base: dict[str, Any], sampled: dict[str, Any]) -> dict[str, Any]:
