@@ -61,6 +61,11 @@ def test_tune_resume_with_nothing_to_resume_exits_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["tune", str(path), "--resume"])
     assert result.exit_code == 2
     assert "--resume: no earlier sweep of 't'" in result.output
+    extend = runner.invoke(app, ["tune", str(path), "--extend", "2"])
+    assert extend.exit_code == 2
+    assert "--extend: no earlier sweep of 't'" in extend.output
+    negative = runner.invoke(app, ["tune", str(path), "--extend", "-1"])
+    assert negative.exit_code == 2 and "--extend" in negative.output
 
 
 def test_console_script_and_module_entry_point(tmp_path: Path) -> None:
