@@ -15,7 +15,10 @@ from typing import Any
 from raytune_ft.launch.resources import Placement
 from raytune_ft.spec.experiment import ExperimentSpec
 
-CHECK_EVERY_S = 10.0
+CHECK_EVERY_S = 5.0
+# Every trial is PENDING for a moment while Tune places it: only one still waiting at the
+# next check is worth a line.
+WAITING_AFTER_S = CHECK_EVERY_S
 
 
 def _amounts(resources: dict[str, float]) -> str:
@@ -56,7 +59,7 @@ def pending_reason(needs: dict[str, float], free: dict[str, float], what: str) -
 
 class PendingReasons:
     """A Tune callback (built lazily so this module imports without Ray) that prints why
-    trials wait, once per trial and reason."""
+    a trial or worker group still waits at the next check, once for each."""
 
     def __new__(cls, spec: ExperimentSpec, placement: Placement, capacity: int) -> Any:
         from ray.tune import Callback
@@ -64,6 +67,7 @@ class PendingReasons:
         class _Callback(Callback):
             def __init__(self) -> None:
                 self.said: set[str] = set()
+                self.since: dict[str, float] = {}  # what is waiting -> first seen waiting
                 self.next_check = 0.0
                 print(concurrency_line(spec, placement, capacity), file=sys.stderr, flush=True)
 
@@ -72,36 +76,40 @@ class PendingReasons:
                 if now < self.next_check:
                     return
                 self.next_check = now + CHECK_EVERY_S
-                for line in _waiting(trials):
-                    if line not in self.said:
-                        self.said.add(line)
+                waiting = _waiting(trials)
+                self.since = {key: self.since.get(key, now) for key in waiting}
+                for key, line in waiting.items():
+                    if now - self.since[key] >= WAITING_AFTER_S and key not in self.said:
+                        self.said.add(key)  # once per trial or group
                         print(line, file=sys.stderr, flush=True)
 
         return _Callback()
 
 
-def _waiting(trials: list[Any]) -> list[str]:
+def _waiting(trials: list[Any]) -> dict[str, str]:
+    """What waits now (a trial, or a worker group's placement group), with its line."""
     import ray
     from ray.util import placement_group_table
 
     pending = [t for t in trials if t.status == "PENDING"]
-    groups = [
-        g
-        for g in placement_group_table().values()
+    groups = {
+        group_id: g
+        for group_id, g in placement_group_table().items()
         if g.get("state") == "PENDING" and len(g.get("bundles") or {}) > 1
-    ]
+    }
     if not pending and not groups:
-        return []
+        return {}
     free = ray.available_resources()
-    lines = []
+    lines = {}
     for trial in pending:
         needs = trial.placement_group_factory.required_resources
-        lines.append(pending_reason(needs, free, f"trial {trial.trial_id}"))
-    for group in groups:  # a multi-worker trial's worker group (all its workers, or none)
+        lines[trial.trial_id] = pending_reason(needs, free, f"trial {trial.trial_id}")
+    for group_id, group in groups.items():  # a multi-worker trial's worker group
         bundles = list(group["bundles"].values())
         needs: dict[str, float] = {}
         for bundle in bundles:
             for key, value in bundle.items():
                 needs[key] = needs.get(key, 0.0) + value
-        lines.append(pending_reason(needs, free, f"a worker group of {len(bundles)} workers"))
+        what = f"a worker group of {len(bundles)} workers"
+        lines[str(group_id)] = pending_reason(needs, free, what)
     return lines

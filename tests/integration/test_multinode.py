@@ -109,6 +109,10 @@ def test_trials_queue_for_a_declared_node_and_run_on_it_when_it_joins(
     joined = cluster.add_node(SECOND_NODE)
     _, stderr = proc.communicate(timeout=400)
     assert proc.returncode == 0, stderr[-3000:]
+    # The sweep said how many trials run at once, and why the second was waiting.
+    assert "sweep: 2 of 2 trials at a time (the cluster holds 2 trials of" in stderr
+    [waiting] = [line for line in stderr.splitlines() if " is pending: " in line]
+    assert waiting.startswith("sweep: trial ") and waiting.endswith("(short of 1 trainer_slot)")
     nodes = [
         json.loads(p.read_text())["worker_nodes"]
         for p in sorted(tmp_path.glob("kw-tune-*/trials/*/runtime.json"))
