@@ -80,6 +80,11 @@ CASES: dict[str, tuple[str, list[str]]] = {
 STEPS = ["train.max_steps=3", "train.eval_every=3", "data.max_train_samples=512"]
 
 
+def _parts(memory: Any) -> dict[str, int]:
+    """The estimate's rows and total, as the JSON records them."""
+    return dataclasses.asdict(memory) | {"total": memory.total}
+
+
 def run_case(spec_path: str, sets: list[str], storage: str) -> dict[str, Any]:
     """One short run in this process; call it in a fresh process (ru_maxrss is per process)."""
     import resource
@@ -252,8 +257,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-
-def _parts(memory: Any) -> dict[str, int]:
-    """The estimate's rows and total, as the JSON records them."""
-    return dataclasses.asdict(memory) | {"total": memory.total}

@@ -308,6 +308,17 @@ class SchedulerSpec(Section):
     resample_probability: float = Field(
         0.25, ge=0, le=1, description="pbt: chance a value is resampled instead of perturbed."
     )
+    synch: bool = Field(
+        False,
+        description="pbt / pb2: perturb only once every trial has reached the interval (trials "
+        "that get there first wait, paused): the same rounds whatever order trials start in.",
+    )
+
+    @model_validator(mode="after")
+    def _population_only(self) -> SchedulerSpec:
+        if self.synch and not self.is_population:
+            raise ValueError(f"synch: for scheduler pbt or pb2 only, not {self.name}")
+        return self
 
     @property
     def is_population(self) -> bool:

@@ -168,6 +168,7 @@ def make_scheduler(spec: ExperimentSpec, max_t: float) -> Any:
             hyperparam_mutations={k: to_tune_domain(sweep.space[k]) for k in sweep.mutable_keys},
             quantile_fraction=chosen.quantile_fraction,
             resample_probability=chosen.resample_probability,
+            synch=chosen.synch,
         )
     if chosen.name == "pb2":
         from ray.tune.schedulers.pb2 import PB2
@@ -177,6 +178,7 @@ def make_scheduler(spec: ExperimentSpec, max_t: float) -> Any:
             perturbation_interval=chosen.perturbation_interval,
             hyperparam_bounds={k: sweep.space[k].corners for k in sweep.mutable_keys},
             quantile_fraction=chosen.quantile_fraction,
+            synch=chosen.synch,
         )
     if chosen.name == "fifo":
         from ray.tune.schedulers import FIFOScheduler

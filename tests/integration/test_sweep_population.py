@@ -48,6 +48,9 @@ def test_pbt_trials_exploit_a_leader_checkpoint_and_keep_learning(
                     "perturbation_interval": 2,
                     "quantile_fraction": 0.34,
                     "resample_probability": 0.0,
+                    # Rounds once all three reached them: trial processes start seconds
+                    # apart, and a trial this short can finish before the leader starts.
+                    "synch": True,
                 },
                 "space": {"train.learning_rate": {"loguniform": [1e-5, 5e-3]}},
             },
