@@ -48,7 +48,7 @@ gpu: install
 	$(BIN)/python -m pytest tests/gpu -q -m gpu
 
 test: lint
-	$(BIN)/python -m pytest tests -q --durations=10
+	$(BIN)/python -m pytest tests -q --durations=25
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache experiments/runs

@@ -616,6 +616,11 @@ def gib(value: float) -> str:
     return f"{value / GiB:.1f} GiB" if value >= GiB else f"{value / 2**20:.1f} MiB"
 
 
+def memory_known(spec: ExperimentSpec) -> bool:
+    """Whether the sweep's pre-flight (`memory_problem(spec)`) knows the devices' memory."""
+    return device_for(spec).memory_bytes is not None
+
+
 def memory_problem(
     spec: ExperimentSpec, use_gpu: bool | None = None, here: bool = False
 ) -> str | None:

@@ -15,7 +15,7 @@ from raytune_ft.errors import Interrupted, RunFailed, UserError
 from raytune_ft.launch import interrupts
 from raytune_ft.launch.local_ray import ray_session
 from raytune_ft.launch.resources import Placement, check_trial_fits, plan_placement
-from raytune_ft.modeling.estimate import memory_problem
+from raytune_ft.modeling.estimate import memory_known, memory_problem
 from raytune_ft.run_folder import spec_yaml
 from raytune_ft.spec import validate_spec
 from raytune_ft.spec.experiment import ExperimentSpec
@@ -68,6 +68,7 @@ def trial_driver(
     sweep_dir: str,
     use_gpu: bool,
     prepared_dir: str,
+    check_memory: bool = True,
 ) -> None:
     """One Tune trial: the sampled params applied to the spec, then trained.
 
@@ -82,10 +83,12 @@ def trial_driver(
     # trial fails at once with the reason (Optuna records it as failed) instead of training.
     spec = validate_spec(trial_spec(base_spec, params))
     check_device_settings(spec, use_gpu)
-    # A sample that cannot fit in this device's memory is pruned now, with the numbers.
-    too_big = memory_problem(spec, use_gpu, here=spec.scaling.num_workers == 1)
-    if too_big is not None:
-        raise UserError(f"pruned: {too_big}")
+    # A sample that cannot fit in this device's memory is pruned now, with the numbers
+    # (unless the pre-flight checked every corner of the space against a known memory).
+    if check_memory:
+        too_big = memory_problem(spec, use_gpu, here=spec.scaling.num_workers == 1)
+        if too_big is not None:
+            raise UserError(f"pruned: {too_big}")
     trial_id = tune.get_context().get_trial_id()
     trial_dir = location_of(sweep_dir, spec.storage) / "trials" / trial_id
     prepared = _prepared_for(spec, base_spec, Path(prepared_dir))
@@ -202,7 +205,8 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False, extend: int = 0) -> Sw
             sweep_dir = new_run(root, spec.name, "tune")
         # The sweep's spec, with the budget it now has (an extension raises it first, so an
         # extension interrupted before its first trial is still owed on --resume).
-        (sweep_dir / "spec.yaml").write_text(spec_yaml(_with_budget(spec, target)))
+        budgeted = _with_budget(spec, target)
+        (sweep_dir / "spec.yaml").write_text(spec_yaml(budgeted))
         interrupts.note_run_dir(sweep_dir)
         base_spec = spec.model_dump(mode="json")
         trainable = trainable_with(
@@ -212,6 +216,7 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False, extend: int = 0) -> Sw
             sweep_dir=sweep_dir.uri,
             use_gpu=use_gpu,
             prepared_dir=str(data.path),
+            check_memory=not checked.every_point_fits,
         )
         capacity = trial_concurrency(spec, placement)
         pending = PendingReasons(spec, placement, capacity)
@@ -221,7 +226,7 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False, extend: int = 0) -> Sw
                 trainable,
                 sweep_dir,
                 continuing,
-                _with_budget(spec, target).sweep.total_trials,  # type: ignore[union-attr]
+                budgeted.sweep.total_trials,  # type: ignore[union-attr]
                 capacity,
                 checked.max_t,
                 pending,
@@ -376,6 +381,9 @@ class SpaceCheck:
 
     max_t: float
     candidates: list[tuple[ExperimentSpec, str]]
+    # Every joint corner was validated against a known device memory: memory grows with
+    # each numeric key and choices are corners themselves, so every sample fits too.
+    every_point_fits: bool = False
 
     @property
     def most_cpus(self) -> int:
@@ -427,7 +435,8 @@ def _check_space(spec: ExperimentSpec, num_train_examples: int) -> SpaceCheck:
         _validated(base, combined, found, max_problems=5)
     # (Larger spaces: each trial validates its own sample, in trial_driver.)
     most = max(time_budget(c, num_train_examples, unit) for c, _ in found)
-    return SpaceCheck(most, found)
+    every_point = len(corners) < 2 or joint is not None
+    return SpaceCheck(most, found, every_point and memory_known(spec))
 
 
 def _with_conditions_met(sweep: SweepSpec, key: str, value: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from raytune_ft.storage import Location
 from raytune_ft.sweep.registry import Searcher, make_scheduler, make_searcher
 from raytune_ft.sweep.space import param_space
 from raytune_ft.sweep.trackers import tracker_callbacks
+from raytune_ft.sweep.trial_checkpoints import ResumeFromNewest
 
 TUNE_DIR = "ray-tune"
 _EXTENSION = re.compile(rf"^{TUNE_DIR}-ext(\d+)$")
@@ -118,7 +119,12 @@ def make_tuner(
             # group restarts inside its TorchTrainer first).
             failure_config=tune.FailureConfig(max_failures=max_failures(spec)),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=checkpoints_kept(spec)),
-            callbacks=[*tracker_callbacks(spec, sweep_dir), *(callbacks or [])],
+            callbacks=[
+                *tracker_callbacks(spec, sweep_dir),
+                # Pickled with the experiment, so a resumed sweep has it.
+                ResumeFromNewest(prefer_newest=not spec.sweep.scheduler.is_population),
+                *(callbacks or []),
+            ],
         ),
     )
 

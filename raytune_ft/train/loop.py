@@ -29,6 +29,7 @@ from raytune_ft.spec.experiment import ExperimentSpec
 from raytune_ft.storage import Location, StepLog, location_of
 from raytune_ft.tasks.registry import task_for
 from raytune_ft.train.export import Exporter, State, exported, host_copy, restore
+from raytune_ft.train.manifest import write_manifest
 from raytune_ft.train.policies import (
     Performance,
     deepspeed_config,
@@ -449,6 +450,8 @@ class FinetuneRecipe:
             client_state={"loop": asdict(self.state), "clock": asdict(self.clock)},
             exclude_frozen_parameters=self.trained_only,
         )
+        # Last: a resumed sweep tells a whole checkpoint from a half-deleted one by it.
+        write_manifest(local, self.rank, self.world)
         size = torch.tensor(
             float(sum(f.stat().st_size for f in local.rglob("*") if f.is_file())),
             device=self.engine.device,

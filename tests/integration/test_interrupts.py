@@ -117,36 +117,6 @@ def resume(command: str, spec: Path) -> str:
     return done.stdout
 
 
-def test_ctrl_c_stops_a_sweep_and_resume_finishes_it(
-    ray_local: None, tiny_bert: Path, keyword_data: Path, tmp_path: Path
-) -> None:
-    """Ctrl-C during a sweep once ended in `failed: 'eval_accuracy'`, and exited 1 with no
-    line."""
-    before = sessions_of_others()
-    spec = sweep_cli_spec(tiny_bert, keyword_data, tmp_path, epochs=2)
-    proc = run_until_checkpointed(["tune", str(spec)], tmp_path, "sig-tune-*/trials/*/steps.jsonl")
-    sweep_dir = stop_and_check(proc, signal.SIGINT, "tune", spec, before)
-    assert (sweep_dir / "ray-tune").is_dir()  # Tune saved its state for --resume
-    # A spec changed since the sweep started is refused, naming the field and both values:
-    # Tune would go on feeding the remaining trials the stored spec.
-    override = ["--set", "train.weight_decay=0.2"]
-    changed = subprocess.run(
-        [sys.executable, "-m", "raytune_ft", "tune", str(spec), "--resume", *override],
-        cwd=spec.parent,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert changed.returncode == 2, changed.stderr[-2000:]
-    assert changed.stderr.startswith(
-        "error: --resume: train.weight_decay: the sweep started with 0.01, the spec now says 0.2;"
-    ), changed.stderr
-    resume("tune", spec)  # finishes the sweep in the same folder
-    summary = json.loads((sweep_dir / "summary.json").read_text())
-    assert summary["trials"]["total"] == 2 and summary["trials"]["errored"] == 0
-    assert summary["best_validation"] > 0.9
-
-
 def test_agents_orphaned_by_a_killed_driver_are_cleaned_by_the_next_session(
     ray_local: None, tiny_bert: Path, keyword_data: Path, tmp_path: Path
 ) -> None:
@@ -209,14 +179,26 @@ def test_a_deterministic_worker_error_fails_once_with_its_cause(
     assert run("runtime") == (2, "RuntimeError: a transient failure (run folder: run)")
 
 
-def test_a_killed_sweep_driver_resumes_without_rerunning_finished_trials(
+def checkpointed_after(log: Path, event: str, count: int) -> bool:
+    """Whether the steps log shows `count` checkpoints after its latest `event`."""
+    events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    marks = [i for i, e in enumerate(events) if e.get("event") == event]
+    since = events[marks[-1] + 1 :] if marks else events
+    return sum(e.get("event") == "checkpoint" for e in since) >= count
+
+
+def test_a_sweep_stopped_by_ctrl_c_then_killed_resumes_each_time_without_rerunning_trials(
     ray_local: None, tiny_bert: Path, keyword_data: Path, tmp_path: Path
 ) -> None:
-    """SIGKILL: no handler runs, no state is saved on the way out. `--resume` must still
-    finish the sweep from Tune's last snapshot, leave the finished trial alone, and leave no
-    Ray session of the killed driver behind (the resume's start stops its orphans)."""
+    """Ctrl-C once ended in `failed: 'eval_accuracy'` and exit 1 with no line. SIGKILL runs
+    no handler and saves nothing on the way out. After each, `--resume` goes on from Tune's
+    last snapshot: the finished trial is left alone, the other goes on from its checkpoint
+    (whichever one the snapshot named: none yet, or one Tune's retention had deleted since),
+    and no Ray session of the stopped driver is left (the resume's start stops orphans)."""
     before = sessions_of_others()
-    spec = sweep_cli_spec(tiny_bert, keyword_data, tmp_path, epochs=1)
+    # 4 epochs (the tiny model trains ~30 steps a second here): the resumed trial must still
+    # be training a second after its second checkpoint.
+    spec = sweep_cli_spec(tiny_bert, keyword_data, tmp_path, epochs=4)
     proc = subprocess.Popen(
         [sys.executable, "-m", "raytune_ft", "tune", str(spec)],
         cwd=tmp_path,
@@ -225,29 +207,68 @@ def test_a_killed_sweep_driver_resumes_without_rerunning_finished_trials(
         text=True,
     )
     pattern = "sig-tune-*/trials/*/steps.jsonl"
-    done_mark = '"event": "eval", "step": 40'  # 640 rows at 16: the last evaluation
-    deadline, finished = time.monotonic() + 300, None
+    done_mark = '"event": "eval", "step": 160'  # 640 rows at 16, 4 epochs: the last evaluation
+    deadline, finished, other = time.monotonic() + 300, None, None
     while time.monotonic() < deadline and proc.poll() is None:
         logs = {p: p.read_text() for p in tmp_path.glob(pattern)}
         finished = next((p for p, text in logs.items() if done_mark in text), None)
-        running = [t for p, t in logs.items() if p != finished]
-        if finished and any(t.count('"event": "checkpoint"') >= 2 for t in running):
+        other = next((p for p in logs if p != finished), None)
+        if finished and other and checkpointed_after(other, "resumed", 2):
             break
         time.sleep(0.2)
     else:
         raise AssertionError(f"the second trial never checkpointed twice: {proc.poll()}")
-    time.sleep(3)  # Tune snapshots its state a moment after each result
-    proc.kill()
-    proc.communicate(timeout=60)
-    assert finished is not None
+    assert finished is not None and other is not None
     finished_log = finished.read_text()
 
+    # 1. Ctrl-C: a clean stop with one closing line; Tune saved its state.
+    sweep_dir = stop_and_check(proc, signal.SIGINT, "tune", spec, before)
+    assert (sweep_dir / "ray-tune").is_dir()
+    # A spec changed since the sweep started is refused, naming the field and both values:
+    # Tune would go on feeding the remaining trials the stored spec.
+    override = ["--set", "train.weight_decay=0.2"]
+    changed = subprocess.run(
+        [sys.executable, "-m", "raytune_ft", "tune", str(spec), "--resume", *override],
+        cwd=spec.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert changed.returncode == 2, changed.stderr[-2000:]
+    assert changed.stderr.startswith(
+        "error: --resume: train.weight_decay: the sweep started with 0.01, the spec now says 0.2;"
+    ), changed.stderr
+
+    # 2. Resumed, then SIGKILLed once the trial has checkpointed twice since it went on.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "raytune_ft", "tune", str(spec), "--resume"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        text = other.read_text()
+        if '"event": "resumed"' in text and checkpointed_after(other, "resumed", 2):
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"the resumed trial never checkpointed twice: {proc.poll()}")
+    time.sleep(1)  # Tune logs the results a moment after each checkpoint
+    assert done_mark not in other.read_text()
+    proc.kill()
+    proc.communicate(timeout=60)
+
+    # 3. Resumed again: it finishes.
     resume("tune", spec)
-    [sweep_dir] = tmp_path.glob("sig-tune-*")
     summary = json.loads((sweep_dir / "summary.json").read_text())
     assert summary["trials"] == {"finished": 2, "stopped_early": 0, "errored": 0, "total": 2}
+    assert summary["best_validation"] > 0.9
     assert finished.read_text() == finished_log  # the finished trial did not run again
-    # The other trial reached its last evaluation too.
-    [other] = [p for p in sweep_dir.glob("trials/*/steps.jsonl") if p != finished]
+    events = [json.loads(line) for line in other.read_text().splitlines()]
     assert done_mark in other.read_text()
+    # Each resume went on from a checkpoint written after the previous start.
+    resumed = [e["step"] for e in events if e.get("event") == "resumed"]
+    assert len(resumed) == 2 and 5 <= resumed[0] < resumed[1], events
     assert sessions_of_others() == before  # the killed driver's Ray is gone too

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -135,3 +136,96 @@ def test_each_searcher_and_scheduler_runs_a_real_sweep(
     if case == "optuna+asha in steps":  # the bad point cut at the rung counted in steps
         cut = [r for r in grid if r.config["train.learning_rate"] == 1e-5]
         assert cut[0].metrics["step"] == 20 and not cut[0].metrics["finished"]
+
+
+def failing_once(config: dict[str, Any], marker: str) -> None:
+    """Checkpoints (with manifests) at every evaluation; the first attempt dies after the
+    fourth. Each report says where the attempt started."""
+    from pathlib import Path
+
+    from ray import tune
+
+    from raytune_ft.train.manifest import write_manifest
+
+    start = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            start = json.loads((Path(folder) / "state.json").read_text())["evaluation"]
+    for evaluation in range(start + 1, EVALUATIONS + 1):
+        with tempfile.TemporaryDirectory() as folder:
+            (Path(folder) / "state.json").write_text(json.dumps({"evaluation": evaluation}))
+            write_manifest(Path(folder), 0, 1)
+            tune.report(
+                {"eval_accuracy": 0.5 + evaluation / 100, "started_at": start},
+                checkpoint=tune.Checkpoint.from_directory(folder),
+            )
+        if evaluation == 4 and not Path(marker).exists():
+            Path(marker).write_text("died once")
+            raise RuntimeError("the first attempt dies here")
+
+
+def test_a_resumed_trial_whose_checkpoint_is_gone_goes_on_from_its_newest_whole_one(
+    ray_local: None, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """What a SIGKILLed driver can leave (Tune's state names a checkpoint its retention has
+    deleted since), made on purpose: the trial errors after 4 checkpoints (2 kept), the
+    latest is deleted, and the sweep resumes the errored trial."""
+    import sys
+
+    from pyarrow import fs
+    from ray import cloudpickle
+
+    from raytune_ft.sweep.tuner import restore_tuner
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    spec = validate_spec(
+        minimal_spec(
+            train={"checkpoint": {"keep": 2}},
+            scaling={"max_failures": 0},  # the trial stays errored within the sweep
+            sweep={
+                "num_samples": 1,
+                "search": {"algorithm": "random", "seed": 0},
+                "scheduler": {"name": "fifo"},
+                "errored_trials": {"on_resume": "resume"},
+                "space": {"train.learning_rate": {"loguniform": [1e-4, 1e-3]}},
+            },
+            storage={"path": str(tmp_path)},
+        )
+    )
+    sweep_dir = Location(fs.LocalFileSystem(), str(tmp_path), "")
+    trainable = trainable_with(
+        failing_once, lambda params: {"CPU": 0.1}, marker=str(tmp_path / "died")
+    )
+    tuner = make_tuner(
+        spec,
+        trainable,
+        sweep_dir,
+        name="ray-tune",
+        num_samples=1,
+        max_concurrent=1,
+        max_t=EVALUATIONS,
+    )
+    grid = tuner.fit()
+    assert grid[0].error is not None
+    trial_dir = Path(grid[0].path)
+    kept = sorted(p.name for p in trial_dir.glob("checkpoint_*"))
+    assert kept == ["checkpoint_000002", "checkpoint_000003"]
+    shutil.rmtree(trial_dir / "checkpoint_000003")
+
+    grid = restore_tuner(spec, trainable, sweep_dir / "ray-tune").fit()
+    assert grid[0].error is None
+    frame = grid[0].metrics_dataframe
+    assert frame["started_at"].iloc[-1] == 3  # from checkpoint_000002's evaluation 3
+    assert frame["training_iteration"].iloc[-1] == EVALUATIONS
+    said = capfd.readouterr().err
+    assert (
+        f"sweep: trial {grid[0].metrics['trial_id']}: its checkpoint checkpoint_000003 is gone "
+        "or incomplete on storage; it goes on from checkpoint_000002"
+    ) in said
+    # Evaluations 4-6 took new folders (Tune's own numbering would have written the first
+    # into checkpoint_000003 again); the 2 newest are kept.
+    assert sorted(p.name for p in trial_dir.glob("checkpoint_*")) == [
+        "checkpoint_000005",
+        "checkpoint_000006",
+    ]

@@ -13,15 +13,17 @@ from pathlib import Path
 
 import psutil
 import pytest
-from helpers import SENTIMENT, keyword_spec
+from helpers import keyword_spec
 
 from raytune_ft.evaluation.evaluate import evaluate_model_dir
-from raytune_ft.spec import validate_spec
+from raytune_ft.spec import load_spec, validate_spec
 from raytune_ft.spec.sections import StorageSpec
 from raytune_ft.storage import storage_root
 from raytune_ft.train.runner import build_trainer, preflight, run_training
 
 pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def read_steps(run_dir: Path) -> list[dict]:
@@ -149,31 +151,19 @@ def test_killed_worker_resumes_from_last_checkpoint(
 
 
 def test_minilm_on_real_reviews_beats_majority_class(ray_local: None, tmp_path: Path) -> None:
-    spec = validate_spec(
-        {
-            "name": "minilm",
-            "model": {"name_or_path": "sentence-transformers/all-MiniLM-L6-v2"},
-            "peft": {
-                "method": "lora",
-                "r": 8,
-                "target_modules": ["query", "key", "value", "dense"],
-            },
-            "data": {
-                "train": {"path": str(SENTIMENT / "*_labelled.txt"), "columns": ["text", "label"]},
-                "max_length": 48,
-                "max_train_samples": 640,
-            },
-            "train": {
-                "epochs": 1,
-                "micro_batch_size": 16,
-                "learning_rate": 1e-3,
-                "eval_every": "epoch",
-                "checkpoint": {"at_end": True},
-            },
-            "deepspeed": {"zero_stage": 2},
-            "scaling": {"num_workers": 1, "cpus_per_worker": 2},
-            "storage": {"path": str(tmp_path)},
-        }
+    """The quickstart's spec (real MiniLM, LoRA, the review files with their site column), one
+    training run of it on 640 rows: this is also that example's run test."""
+    spec = load_spec(
+        ROOT / "experiments" / "quickstart.yaml",
+        [
+            f"storage.path={tmp_path}",
+            "data.max_length=48",
+            "data.max_train_samples=640",
+            "train.micro_batch_size=16",
+            "train.eval_every=epoch",
+            "train.checkpoint.at_end=true",
+            "scaling.cpus_per_worker=2",
+        ],
     )
     summary = run_training(spec).summary
     majority = summary["validation_metrics"]["eval_majority_accuracy"]
@@ -184,6 +174,8 @@ def test_minilm_on_real_reviews_beats_majority_class(ray_local: None, tmp_path: 
     [export_bytes] = summary["exports"]["bytes"]
     assert checkpoint_bytes < 16 * 2**20 and export_bytes < 4 * 2**20, summary
     assert Path(summary["best_model"], "adapter_config.json").exists()
+    # The spec's group column: test metrics for each review site.
+    assert set(summary["test_metrics"]["slices"]) == {"amazon", "imdb", "yelp"}, summary
 
 
 def test_rerun_after_the_last_step_reports_a_final_result(

@@ -73,3 +73,9 @@ def test_ratio_is_against_random_search_compute_to_its_own_best() -> None:
     summary = bench.summarize([row, missed], 0.4)
     assert summary["reached"] == 1 and not summary["target_met"]
     assert bench.summarize([row], 0.5)["target_met"]
+
+    # Within a tolerance, both methods count as reaching it sooner.
+    near = bench.compare(_run("tpe-asha", [_eval("t1", 0.85, 50, 1)]), rand, tolerance=0.1)
+    assert near["target"] == 0.8 and near["random_best"] == 0.9
+    assert near["random_to_best"]["evaluations"] == 2  # 0.6, then 0.9 >= 0.8
+    assert near["ratio"]["evaluations"] == 0.5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import minimal_spec
@@ -60,10 +61,24 @@ def test_an_extension_without_a_saved_searcher_is_refused(tmp_path: Path) -> Non
 
 
 def test_random_search_extends_with_the_next_seed() -> None:
+    """The same seed would draw the sweep's configurations again: an extension draws new
+    ones, and the same ones each time it is made (still seeded)."""
+    from raytune_ft.sweep.registry import make_searcher
+    from raytune_ft.sweep.space import param_space
+
     spec = sweep_spec(search={"algorithm": "random", "seed": 3})
+    space = param_space(spec.sweep)
+
+    def draws(searcher: Any) -> list[float]:
+        rng = searcher.algorithm._random_state
+        return [space["train.learning_rate"].sample(random_state=rng) for _ in range(4)]
+
+    first = draws(make_searcher(spec, 1))
     extension = continued_searcher(spec, local(Path("/nonexistent")), 2, max_concurrent=1)
     assert not extension.has_own_space
-    assert extension.algorithm._random_state is not None
+    again = continued_searcher(spec, local(Path("/nonexistent")), 2, max_concurrent=1)
+    assert draws(extension) == draws(again)
+    assert not set(draws(continued_searcher(spec, local(Path("/x")), 2, 1))) & set(first)
 
 
 def test_a_grid_cannot_be_extended() -> None:

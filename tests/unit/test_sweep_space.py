@@ -167,3 +167,25 @@ def test_a_corner_of_the_space_that_never_fits_the_cluster_is_refused_with_its_l
         "scaling.num_workers <= 3, smaller workers, or more nodes (cluster.node_groups)"
     ]
     checked.check_fits(Placement(True, [NodeShape("a10", 8, 1, 4)], 1))  # four fit
+
+
+def test_trials_skip_their_own_memory_check_only_when_the_pre_flight_covered_every_point() -> None:
+    """Memory grows with each numeric key and choices are corners: when every joint corner
+    was checked against a known memory (a local Ray: this host), samples need no check."""
+    small = validate_spec(minimal_spec(sweep={"space": SPACE}))
+    assert _check_space(small, 1000).every_point_fits
+    # Over MAX_CHECKED_COMBINATIONS (4096) corners: each trial checks its own sample.
+    six = [1, 2, 3, 4, 5, 6]
+    wide = SPACE | {
+        "train.weight_decay": {"choice": [0.0, 0.01, 0.1, 0.2, 0.3, 0.4]},
+        "train.max_grad_norm": {"choice": [0.5, 1.0, 2.0, 4.0, 8.0, 16.0]},
+        "train.gradient_accumulation_steps": {"choice": six},
+        "train.epochs": {"choice": [1, 2]},
+    }  # 2^4 x 6^3 x 2 = 6912 corners
+    large = validate_spec(minimal_spec(sweep={"space": wide}))
+    assert not _check_space(large, 1000).every_point_fits
+    # A remote cluster with no declared node groups: its memory is unknown here.
+    remote = validate_spec(
+        minimal_spec(cluster={"address": "ray://10.0.0.1:10001"}, sweep={"space": SPACE})
+    )
+    assert not _check_space(remote, 1000).every_point_fits
