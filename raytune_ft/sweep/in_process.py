@@ -9,21 +9,46 @@ warm process (imports done, CUDA initialised) for the next trial.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import traceback
 from pathlib import Path
 from typing import Any
 
+from raytune_ft.sweep.trial_checkpoints import RESULT_FILE
 from raytune_ft.train.loop import WorkerArgs, run_recipe
 from raytune_ft.train.session import one_rank_process_group
 
+# Reports so far of each trial run in this process: Tune's training_iteration, which a
+# function trainable cannot read. A reused process may run a trial again (paused, then
+# resumed), so a restored checkpoint's count wins.
+_reports: dict[str, int] = {}
+
 
 class TuneTrialSession:
-    """The recipe's session inside a Tune function trainable: rank 0 of 1."""
+    """The recipe's session inside a Tune function trainable: rank 0 of 1.
+
+    Each checkpoint also carries the result reported with it (RESULT_FILE), so a resumed
+    sweep can go on from a checkpoint newer than Tune's last snapshot
+    (`sweep/trial_checkpoints.py`)."""
 
     rank = 0
     world = 1
+
+    def __init__(self) -> None:
+        from ray import tune
+
+        self.trial_id = tune.get_context().get_trial_id()
+        restored = self.restored()
+        if restored is not None:  # one small file, not the whole checkpoint from a bucket
+            try:
+                with restored.filesystem.open_input_stream(f"{restored.path}/{RESULT_FILE}") as f:
+                    count = int(json.loads(f.readall())["training_iteration"])
+            except (OSError, ValueError, KeyError, TypeError):  # an older checkpoint
+                count = 0
+            _reports[self.trial_id] = count
+        _reports.setdefault(self.trial_id, 0)
 
     def restored(self) -> Any | None:
         from ray import tune
@@ -34,9 +59,12 @@ class TuneTrialSession:
         from ray import tune
         from ray.tune import Checkpoint
 
+        _reports[self.trial_id] += 1
         if checkpoint_dir is None:
             tune.report(metrics)
             return
+        result = {**metrics, "training_iteration": _reports[self.trial_id]}
+        (checkpoint_dir / RESULT_FILE).write_text(json.dumps(result))
         try:  # Tune copies the folder to the trial's storage before returning
             tune.report(metrics, checkpoint=Checkpoint.from_directory(str(checkpoint_dir)))
         finally:

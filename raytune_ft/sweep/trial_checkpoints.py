@@ -28,6 +28,9 @@ from typing import Any
 from raytune_ft.train.manifest import is_whole
 
 _CHECKPOINT = re.compile(r"^checkpoint_(\d+)$")
+# The result a trial reported with a checkpoint, written into it (`sweep/in_process.py`):
+# Tune's own record of it reaches storage only with the next snapshot.
+RESULT_FILE = "tune-result.json"
 KEEP = "keep"  # go on from the checkpoint Tune names
 
 
@@ -45,15 +48,19 @@ def checkpoint_index(path: str) -> int | None:
     return int(match[1]) if match else None
 
 
-def persisted(fs: Any, trial_path: str) -> tuple[list[Persisted], int]:
-    """The trial's whole checkpoints that have a logged result, oldest first, and the
-    highest checkpoint index on storage (whole or not; -1 when none)."""
+def persisted(fs: Any, trial_path: str) -> tuple[list[Persisted], dict[int, str]]:
+    """The trial's whole checkpoints whose result is known, oldest first, and every
+    checkpoint folder on storage (index -> path, whole or not).
+
+    A checkpoint's result is Tune's logged row (`result.json`, uploaded with each snapshot,
+    so it lags like the snapshot), else the copy the trial wrote into the checkpoint
+    (RESULT_FILE)."""
     from pyarrow import fs as pafs
 
     try:
         infos = fs.get_file_info(pafs.FileSelector(trial_path))
     except (FileNotFoundError, OSError):
-        return [], -1
+        return [], {}
     folders = {
         index: info.path
         for info in infos
@@ -61,21 +68,32 @@ def persisted(fs: Any, trial_path: str) -> tuple[list[Persisted], int]:
         and (index := checkpoint_index(info.path)) is not None
     }
     if not folders:
-        return [], -1
-    results = _logged_results(fs, f"{trial_path}/result.json")
-    found = [
-        Persisted(index, folders[index], results[name])
-        for index in sorted(folders)
-        if (name := folders[index].rsplit("/", 1)[-1]) in results and is_whole(fs, folders[index])
-    ]
-    return found, max(folders, default=-1)
+        return [], {}
+    rows = _logged_results(fs, f"{trial_path}/result.json")
+    found = []
+    for index in sorted(folders):
+        path = folders[index]
+        if not is_whole(fs, path):
+            continue
+        metrics = rows.get(path.rsplit("/", 1)[-1]) or _read_json(fs, f"{path}/{RESULT_FILE}")
+        if isinstance(metrics, dict) and isinstance(metrics.get("training_iteration"), int):
+            found.append(Persisted(index, path, metrics))
+    return found, folders
+
+
+def _read_json(fs: Any, path: str) -> Any:
+    try:
+        with fs.open_input_stream(path) as stream:
+            return json.loads(stream.readall())
+    except (FileNotFoundError, OSError, ValueError):
+        return None
 
 
 def _logged_results(fs: Any, path: str) -> dict[str, dict[str, Any]]:
     """checkpoint folder name -> the result row Tune logged with it."""
     try:
         with fs.open_input_stream(path) as stream:
-            lines = stream.readall().decode().splitlines()
+            lines = stream.readall().decode(errors="replace").splitlines()
     except (FileNotFoundError, OSError):
         return {}
     rows = {}
@@ -84,7 +102,7 @@ def _logged_results(fs: Any, path: str) -> dict[str, dict[str, Any]]:
             row = json.loads(line)
         except ValueError:  # the last line, cut by the kill
             continue
-        if row.get("checkpoint_dir_name"):
+        if isinstance(row, dict) and isinstance(row.get("checkpoint_dir_name"), str):
             rows[row["checkpoint_dir_name"]] = row
     return rows
 
@@ -134,9 +152,19 @@ class ResumeFromNewest:
                 if self.looked:
                     return
                 self.looked = True
+                named = _named_checkpoints(trials)
                 for trial in trials:
-                    if trial.status in ("PENDING", "PAUSED"):
-                        repair(trial, prefer_newest)
+                    if trial.status not in ("PENDING", "PAUSED"):
+                        continue
+                    try:
+                        repair(trial, prefer_newest, named)
+                    except Exception as exc:  # Tune's own restore goes on as it would have
+                        print(
+                            f"sweep: trial {trial.trial_id}: could not check its checkpoints "
+                            f"({type(exc).__name__}: {exc}); resuming as Tune saved it",
+                            file=sys.stderr,
+                            flush=True,
+                        )
 
             def __getstate__(self) -> dict[str, Any]:  # a restored driver looks again
                 return {}
@@ -147,7 +175,17 @@ class ResumeFromNewest:
         return _Callback()
 
 
-def repair(trial: Any, prefer_newest: bool) -> str | None:
+def _named_checkpoints(trials: list[Any]) -> set[str]:
+    """Every checkpoint some trial's latest result names (under PBT, another trial's)."""
+    named = set()
+    for trial in trials:
+        latest = trial.latest_checkpoint_result
+        if latest is not None:
+            named.add(latest.checkpoint.path.rstrip("/"))
+    return named
+
+
+def repair(trial: Any, prefer_newest: bool, named_elsewhere: set[str] | None = None) -> str | None:
     """Point a Tune trial at where it should go on from; returns the line said, if any."""
     from ray.train._internal.checkpoint_manager import _CheckpointManager
     from ray.train._internal.session import _TrainingResult
@@ -155,33 +193,57 @@ def repair(trial: Any, prefer_newest: bool) -> str | None:
 
     storage = trial.storage
     fs, trial_path = storage.storage_filesystem, storage.trial_fs_path.rstrip("/")
-    own, highest = persisted(fs, trial_path)
+    own, folders = persisted(fs, trial_path)
     # New checkpoints get folders of their own (a lagging snapshot's numbering would write
     # into folders already on storage).
+    highest = max(folders, default=-1)
     storage.current_checkpoint_index = max(storage.current_checkpoint_index, highest)
+    trial.invalidate_json_state()
     latest = trial.latest_checkpoint_result
     named = latest.checkpoint.path if latest is not None else None
     named_whole = named is not None and is_whole(latest.checkpoint.filesystem, named)
     choice = choose(named, named_whole, own, trial_path, prefer_newest)
-    if choice == KEEP:
-        return None
-    # Tune's checkpoint bookkeeping has no public setter: a fresh manager holding the trial's
-    # whole checkpoints up to the chosen one (its retention goes on deleting older ones).
-    old = trial.run_metadata.checkpoint_manager
-    manager = _CheckpointManager(checkpoint_config=old.checkpoint_config)
-    if isinstance(choice, Persisted):
-        for found in own:
-            if found.index <= choice.index:
-                checkpoint = Checkpoint(path=found.path, filesystem=fs)
-                manager.register_checkpoint(_TrainingResult(checkpoint, found.metrics))
-    trial.run_metadata.checkpoint_manager = manager
-    trial.run_metadata.invalidate_cache()
-    trial.invalidate_json_state()
-    line = _line(
-        trial.trial_id, named, named_whole, choice if isinstance(choice, Persisted) else None
-    )
-    print(line, file=sys.stderr, flush=True)
+    line = None
+    if choice != KEEP:
+        # Tune's checkpoint bookkeeping has no public setter: a fresh manager holding the
+        # trial's whole checkpoints up to the chosen one (its retention deletes older ones).
+        old = trial.run_metadata.checkpoint_manager
+        manager = _CheckpointManager(checkpoint_config=old.checkpoint_config)
+        if isinstance(choice, Persisted):
+            for found in own:
+                if found.index <= choice.index:
+                    checkpoint = Checkpoint(path=found.path, filesystem=fs)
+                    manager.register_checkpoint(_TrainingResult(checkpoint, found.metrics))
+        trial.run_metadata.checkpoint_manager = manager
+        trial.run_metadata.invalidate_cache()
+        chosen = choice if isinstance(choice, Persisted) else None
+        line = _line(trial.trial_id, named, named_whole, chosen)
+        print(line, file=sys.stderr, flush=True)
+    _drop_leftovers(trial, fs, folders, named_elsewhere or set())
     return line
+
+
+def _drop_leftovers(trial: Any, fs: Any, folders: dict[int, str], named: set[str]) -> None:
+    """Delete the trial's checkpoint folders Tune no longer tracks (written after the point
+    it goes on from, or half written or deleted): its retention never would."""
+    from ray.train._internal.storage import _delete_fs_path
+
+    tracked = {
+        result.checkpoint.path
+        for result in trial.run_metadata.checkpoint_manager.best_checkpoint_results
+    }
+    latest = trial.latest_checkpoint_result
+    if latest is not None:
+        tracked.add(latest.checkpoint.path)
+    # By folder name: a path spelled differently must never make a kept one look untracked.
+    kept = {_name(path) for path in tracked | named}
+    for path in folders.values():
+        if _name(path) not in kept:
+            _delete_fs_path(fs, path)
+
+
+def _name(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
 
 
 def _line(trial_id: str, named: str | None, named_whole: bool, choice: Persisted | None) -> str:

@@ -44,16 +44,18 @@ def is_whole(fs: Any, path: str) -> bool:
     manifests = [name for name in sizes if _MANIFEST.match(name)]
     if not manifests:
         return bool(sizes)
-    world = None
-    ranks = set()
+    worlds, ranks = set(), set()
     for name in manifests:
         try:
             with fs.open_input_stream(f"{path}/{name}") as stream:
                 manifest = json.loads(stream.readall())
-        except (OSError, ValueError):
+            world, rank, files = manifest["world"], manifest["rank"], dict(manifest["files"])
+        except (OSError, ValueError, KeyError, TypeError):  # cut short, or not a manifest
             return False
-        world = manifest["world"]
-        ranks.add(manifest["rank"])
-        if any(sizes.get(file) != size for file, size in manifest["files"].items()):
+        if not (isinstance(world, int) and isinstance(rank, int)):
             return False
-    return ranks == set(range(world or 0))
+        worlds.add(world)
+        ranks.add(rank)
+        if any(sizes.get(file) != size for file, size in files.items()):
+            return False
+    return len(worlds) == 1 and ranks == set(range(worlds.pop()))

@@ -71,7 +71,10 @@ CASES = {
     },
     "random+pb2": {
         "search": {"algorithm": "random", "seed": 0},
-        "scheduler": {"name": "pb2", "perturbation_interval": 3},
+        # Synchronous rounds: the stand-in reports every few milliseconds, so an asynchronous
+        # leader can run past the checkpoint a lagging trial is about to restore from, and
+        # its retention delete it ("Could not recover from checkpoint", seen in a full run).
+        "scheduler": {"name": "pb2", "perturbation_interval": 3, "synch": True},
     },
     "optuna+asha in steps": {
         "search": {"algorithm": "optuna", "seed": 0},
@@ -139,27 +142,25 @@ def test_each_searcher_and_scheduler_runs_a_real_sweep(
 
 
 def failing_once(config: dict[str, Any], marker: str) -> None:
-    """Checkpoints (with manifests) at every evaluation; the first attempt dies after the
-    fourth. Each report says where the attempt started."""
+    """Checkpoints (with manifests) at every evaluation through the sweep's own trial session
+    (which also writes the reported result into each checkpoint); the first attempt dies
+    after the fourth. Each report says where the attempt started."""
     from pathlib import Path
 
-    from ray import tune
-
+    from raytune_ft.sweep.in_process import TuneTrialSession
     from raytune_ft.train.manifest import write_manifest
 
+    session = TuneTrialSession()
     start = 0
-    checkpoint = tune.get_checkpoint()
+    checkpoint = session.restored()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             start = json.loads((Path(folder) / "state.json").read_text())["evaluation"]
     for evaluation in range(start + 1, EVALUATIONS + 1):
-        with tempfile.TemporaryDirectory() as folder:
-            (Path(folder) / "state.json").write_text(json.dumps({"evaluation": evaluation}))
-            write_manifest(Path(folder), 0, 1)
-            tune.report(
-                {"eval_accuracy": 0.5 + evaluation / 100, "started_at": start},
-                checkpoint=tune.Checkpoint.from_directory(folder),
-            )
+        folder = Path(tempfile.mkdtemp())  # the session deletes it once Tune has it
+        (folder / "state.json").write_text(json.dumps({"evaluation": evaluation}))
+        write_manifest(folder, 0, 1)
+        session.report({"eval_accuracy": 0.5 + evaluation / 100, "started_at": start}, folder)
         if evaluation == 4 and not Path(marker).exists():
             Path(marker).write_text("died once")
             raise RuntimeError("the first attempt dies here")
@@ -168,9 +169,11 @@ def failing_once(config: dict[str, Any], marker: str) -> None:
 def test_a_resumed_trial_whose_checkpoint_is_gone_goes_on_from_its_newest_whole_one(
     ray_local: None, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    """What a SIGKILLed driver can leave (Tune's state names a checkpoint its retention has
-    deleted since), made on purpose: the trial errors after 4 checkpoints (2 kept), the
-    latest is deleted, and the sweep resumes the errored trial."""
+    """What a SIGKILLed driver can leave, made on purpose: Tune's state names a checkpoint
+    its retention has deleted since, its log (uploaded with each snapshot) lacks the newer
+    checkpoint's result, and a half-written checkpoint folder is left. The trial errors after
+    4 checkpoints (2 kept); the latest is deleted, the log cut, a half folder added; the
+    sweep resumes the errored trial."""
     import sys
 
     from pyarrow import fs
@@ -212,20 +215,26 @@ def test_a_resumed_trial_whose_checkpoint_is_gone_goes_on_from_its_newest_whole_
     kept = sorted(p.name for p in trial_dir.glob("checkpoint_*"))
     assert kept == ["checkpoint_000002", "checkpoint_000003"]
     shutil.rmtree(trial_dir / "checkpoint_000003")
+    rows = (trial_dir / "result.json").read_text().splitlines()
+    (trial_dir / "result.json").write_text("\n".join(rows[:2]) + "\n")  # evaluations 1-2
+    half = trial_dir / "checkpoint_000007"
+    shutil.copytree(trial_dir / "checkpoint_000002", half)
+    (half / "state.json").unlink()
 
     grid = restore_tuner(spec, trainable, sweep_dir / "ray-tune").fit()
     assert grid[0].error is None
     frame = grid[0].metrics_dataframe
     assert frame["started_at"].iloc[-1] == 3  # from checkpoint_000002's evaluation 3
-    assert frame["training_iteration"].iloc[-1] == EVALUATIONS
+    assert frame["training_iteration"].iloc[-1] == EVALUATIONS  # its count came along
     said = capfd.readouterr().err
     assert (
         f"sweep: trial {grid[0].metrics['trial_id']}: its checkpoint checkpoint_000003 is gone "
         "or incomplete on storage; it goes on from checkpoint_000002"
     ) in said
-    # Evaluations 4-6 took new folders (Tune's own numbering would have written the first
-    # into checkpoint_000003 again); the 2 newest are kept.
+    # Evaluations 4-6 took new folders past every one on storage (Tune's own numbering would
+    # have written the first into checkpoint_000003 again); the 2 newest are kept and the
+    # half-written folder is gone.
     assert sorted(p.name for p in trial_dir.glob("checkpoint_*")) == [
-        "checkpoint_000005",
-        "checkpoint_000006",
+        "checkpoint_000009",
+        "checkpoint_000010",
     ]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pyarrow import fs
 
-from raytune_ft.sweep.trial_checkpoints import KEEP, Persisted, choose, persisted
+from raytune_ft.sweep.trial_checkpoints import KEEP, RESULT_FILE, Persisted, choose, persisted
 from raytune_ft.train.manifest import MANIFEST, is_whole, write_manifest
 
 LOCAL = fs.LocalFileSystem()
@@ -53,23 +53,35 @@ def test_an_older_checkpoint_without_a_manifest_is_whole_when_it_holds_files(
     assert is_whole(LOCAL, str(tmp_path / "old"))
 
 
-def test_persisted_lists_whole_checkpoints_with_a_logged_result(tmp_path: Path) -> None:
+def test_persisted_lists_whole_checkpoints_whose_result_is_known(tmp_path: Path) -> None:
     trial = tmp_path / "trial"
-    for index in range(4):
+    for index in range(5):
         checkpoint(trial / f"checkpoint_{index:06d}")
     (trial / "checkpoint_000003" / "deepspeed" / "latest").unlink()  # half deleted
+    # Tune's log lags (it is uploaded with each snapshot): checkpoint_000004's result is only
+    # in the copy the trial wrote into it; checkpoint_000001 has neither.
+    (trial / "checkpoint_000004" / RESULT_FILE).write_text('{"training_iteration": 5}')
     rows = [
         {"training_iteration": 1, "checkpoint_dir_name": "checkpoint_000000"},
-        # checkpoint_000001's row was never written (the driver died first)
         {"training_iteration": 3, "checkpoint_dir_name": "checkpoint_000002"},
         {"training_iteration": 4, "checkpoint_dir_name": "checkpoint_000003"},
+        ["not", "a", "row"],
     ]
     lines = [json.dumps(row) for row in rows]
     (trial / "result.json").write_text("\n".join(lines) + '\n{"training_iter')
-    found, highest = persisted(LOCAL, str(trial))
-    assert [(p.index, p.metrics["training_iteration"]) for p in found] == [(0, 1), (2, 3)]
-    assert highest == 3
-    assert persisted(LOCAL, str(tmp_path / "no-trial")) == ([], -1)
+    found, folders = persisted(LOCAL, str(trial))
+    assert [(p.index, p.metrics["training_iteration"]) for p in found] == [(0, 1), (2, 3), (4, 5)]
+    assert sorted(folders) == [0, 1, 2, 3, 4]
+    assert persisted(LOCAL, str(tmp_path / "no-trial")) == ([], {})
+
+
+def test_a_malformed_manifest_makes_a_checkpoint_not_whole_instead_of_failing(
+    tmp_path: Path,
+) -> None:
+    for body in ("[1, 2]", '{"rank": 0}', '{"rank": "0", "world": 1, "files": {}}', "{"):
+        folder = checkpoint(tmp_path / f"c{len(body)}")
+        (folder / MANIFEST.format(rank=0)).write_text(body)
+        assert not is_whole(LOCAL, str(folder)), body
 
 
 def own(*indices: int) -> list[Persisted]:
