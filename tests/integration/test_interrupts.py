@@ -56,19 +56,24 @@ def sweep_cli_spec(tiny_bert: Path, data: Path, storage: Path, epochs: int) -> P
     )
 
 
+def start_cli(args: list[str], cwd: Path) -> subprocess.Popen[str]:
+    """Start `raytune-ft ARGS` in the background, its output captured."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "raytune_ft", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def run_until_checkpointed(args: list[str], storage: Path, pattern: str) -> subprocess.Popen[str]:
     """Start `raytune-ft ARGS`; return once its steps log shows two checkpoints.
 
     Two: Ray Train registers a reported checkpoint asynchronously, so only the first of two
     is surely there to resume from.
     """
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "raytune_ft", *args],
-        cwd=storage,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_cli(args, storage)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
         logs = [p.read_text() for p in storage.glob(pattern)]
@@ -199,13 +204,7 @@ def test_a_sweep_stopped_by_ctrl_c_then_killed_resumes_each_time_without_rerunni
     # 4 epochs (the tiny model trains ~30 steps a second here): the resumed trial must still
     # be training a second after its second checkpoint.
     spec = sweep_cli_spec(tiny_bert, keyword_data, tmp_path, epochs=4)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "raytune_ft", "tune", str(spec)],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_cli(["tune", str(spec)], tmp_path)
     pattern = "sig-tune-*/trials/*/steps.jsonl"
     done_mark = '"event": "eval", "step": 160'  # 640 rows at 16, 4 epochs: the last evaluation
     deadline, finished, other = time.monotonic() + 300, None, None
@@ -240,13 +239,7 @@ def test_a_sweep_stopped_by_ctrl_c_then_killed_resumes_each_time_without_rerunni
     ), changed.stderr
 
     # 2. Resumed, then SIGKILLed once the trial has checkpointed twice since it went on.
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "raytune_ft", "tune", str(spec), "--resume"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_cli(["tune", str(spec), "--resume"], tmp_path)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         text = other.read_text()
