@@ -143,17 +143,10 @@ def totals(evals: list[dict[str, Any]]) -> dict[str, float]:
     return {unit: float(sum(e[unit] for e in evals)) for unit in UNITS}
 
 
-def run_method(
-    method: str,
-    seed: int,
-    trials: int,
-    overrides: list[str],
-    storage: Path,
-    startup_trials: int | None = None,
-) -> dict[str, Any]:
+def run_method(method: str, seed: int, spec: Any) -> dict[str, Any]:
+    """Run one arm's sweep (`spec` from `method_spec`) and collect its evaluations."""
     from raytune_ft.sweep.runner import run_sweep
 
-    spec = method_spec(method, seed, trials, overrides, storage, startup_trials)
     started = time.monotonic()
     outcome = run_sweep(spec)
     return collect(method, seed, outcome.run_dir, round(time.monotonic() - started, 1))
@@ -355,9 +348,10 @@ def main(argv: list[str] | None = None) -> int:
                 by_method = {}
                 for method in METHODS:
                     print(f"== seed {seed}: {method}, {args.trials} trials", flush=True)
-                    by_method[method] = run_method(
+                    spec = method_spec(
                         method, seed, args.trials, overrides, storage, args.startup_trials
                     )
+                    by_method[method] = run_method(method, seed, spec)
                     runs.append(by_method[method])
                 comparisons.append(
                     compare(by_method["tpe-asha"], by_method["random-fifo"], args.tolerance)
