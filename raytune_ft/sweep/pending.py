@@ -19,6 +19,9 @@ CHECK_EVERY_S = 5.0
 # Every trial is PENDING for a moment while Tune places it: only one still waiting at the
 # next check is worth a line.
 WAITING_AFTER_S = CHECK_EVERY_S
+# A trial whose resources are free is PENDING while its process starts (importing torch and
+# transformers took over 5 s on a busy 2-core machine): only a wait this long is news then.
+STARTING_AFTER_S = 60.0
 
 
 def _amounts(resources: dict[str, float]) -> str:
@@ -47,13 +50,19 @@ def concurrency_line(spec: ExperimentSpec, placement: Placement, capacity: int) 
     return f"sweep: {capacity} of {total} trials at a time ({why}){waiting}"
 
 
-def pending_reason(needs: dict[str, float], free: dict[str, float], what: str) -> str:
-    """One line: what is waiting, what it needs, what is free now."""
+def pending_reason(needs: dict[str, float], free: dict[str, float], what: str) -> tuple[str, float]:
+    """One line (what is waiting, what it needs, what is free now) and how long it must
+    have waited to be said: short at once when the cluster lacks something, else only after
+    `STARTING_AFTER_S` (its process may just be starting)."""
     short = {k: v for k, v in needs.items() if free.get(k, 0.0) + 1e-9 < v}
-    lacking = _amounts(short) if short else "a single node with all of it"
+    available = _amounts({k: free.get(k, 0.0) for k in needs})
+    has = f"it needs {_amounts(needs)}, the cluster has {available} free"
+    if short:
+        return f"sweep: {what} is pending: {has} (short of {_amounts(short)})", WAITING_AFTER_S
     return (
-        f"sweep: {what} is pending: it needs {_amounts(needs)}, the cluster has "
-        f"{_amounts({k: free.get(k, 0.0) for k in needs})} free (short of {lacking})"
+        f"sweep: {what} is pending after {STARTING_AFTER_S:g} s: {has} in all, so no single "
+        "node has all of it free, or its process is slow to start",
+        STARTING_AFTER_S,
     )
 
 
@@ -78,16 +87,17 @@ class PendingReasons:
                 self.next_check = now + CHECK_EVERY_S
                 waiting = _waiting(trials)
                 self.since = {key: self.since.get(key, now) for key in waiting}
-                for key, line in waiting.items():
-                    if now - self.since[key] >= WAITING_AFTER_S and key not in self.said:
+                for key, (line, after_s) in waiting.items():
+                    if now - self.since[key] >= after_s and key not in self.said:
                         self.said.add(key)  # once per trial or group
                         print(line, file=sys.stderr, flush=True)
 
         return _Callback()
 
 
-def _waiting(trials: list[Any]) -> dict[str, str]:
-    """What waits now (a trial, or a worker group's placement group), with its line."""
+def _waiting(trials: list[Any]) -> dict[str, tuple[str, float]]:
+    """What waits now (a trial, or a worker group's placement group), with its line and
+    how long it must have waited to be said."""
     import ray
     from ray.util import placement_group_table
 

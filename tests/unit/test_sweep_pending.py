@@ -6,7 +6,12 @@ from helpers import minimal_spec
 
 from raytune_ft.launch.resources import NodeShape, Placement
 from raytune_ft.spec import validate_spec
-from raytune_ft.sweep.pending import concurrency_line, pending_reason
+from raytune_ft.sweep.pending import (
+    STARTING_AFTER_S,
+    WAITING_AFTER_S,
+    concurrency_line,
+    pending_reason,
+)
 
 SPACE = {"train.learning_rate": {"loguniform": [1e-5, 1e-3]}}
 
@@ -29,7 +34,7 @@ def test_the_start_says_how_many_trials_run_at_once_and_why() -> None:
 
 
 def test_a_pending_trial_names_what_it_needs_and_what_is_short() -> None:
-    line = pending_reason(
+    line, after_s = pending_reason(
         {"CPU": 2.0, "GPU": 1.0},
         {"CPU": 6.0, "GPU": 0.0, "memory": 1e9, "node:127.0.0.1": 1.0},
         "trial 7f3a",
@@ -37,4 +42,17 @@ def test_a_pending_trial_names_what_it_needs_and_what_is_short() -> None:
     assert line == (
         "sweep: trial 7f3a is pending: it needs 2 CPU, 1 GPU, the cluster has 6 CPU free "
         "(short of 1 GPU)"
+    )
+    assert after_s == WAITING_AFTER_S  # said at the next check
+
+
+def test_a_trial_whose_resources_are_free_is_said_only_after_a_long_wait() -> None:
+    """Seen at the start of a sweep on a busy 2-core machine: both first trials PENDING for
+    over 5 s while their processes imported torch, and a line said they were short of
+    "a single node with all of it" with the CPU they needed free."""
+    line, after_s = pending_reason({"CPU": 1.0}, {"CPU": 1.0}, "trial 85d9")
+    assert after_s == STARTING_AFTER_S > WAITING_AFTER_S
+    assert line == (
+        "sweep: trial 85d9 is pending after 60 s: it needs 1 CPU, the cluster has 1 CPU free "
+        "in all, so no single node has all of it free, or its process is slow to start"
     )
