@@ -117,6 +117,11 @@ def start_cluster(node_resources: list[dict[str, float]], cpus_per_node: int = 2
 
 def _serve(request: dict) -> None:
     """Start the cluster, print its addresses, and keep it until stdin closes."""
+    # Ray writes the head's address to RAY_TMPDIR/ray/ray_current_cluster and fails when that
+    # folder is missing (a fresh machine has no /tmp/ray); keeping it in this cluster's own
+    # folder also leaves a user's `ray.init()` untouched.
+    os.environ["RAY_TMPDIR"] = request["temp_dir"]
+    Path(request["temp_dir"], "ray").mkdir(exist_ok=True)
     from ray.cluster_utils import Cluster
 
     common = {"num_cpus": request["cpus"], "num_gpus": 0, "node_ip_address": "127.0.0.1"}

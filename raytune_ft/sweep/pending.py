@@ -50,10 +50,19 @@ def concurrency_line(spec: ExperimentSpec, placement: Placement, capacity: int) 
     return f"sweep: {capacity} of {total} trials at a time ({why}){waiting}"
 
 
-def pending_reason(needs: dict[str, float], free: dict[str, float], what: str) -> tuple[str, float]:
+def pending_reason(
+    needs: dict[str, float], free: dict[str, float], what: str, reserved: bool = False
+) -> tuple[str, float]:
     """One line (what is waiting, what it needs, what is free now) and how long it must
     have waited to be said: short at once when the cluster lacks something, else only after
-    `STARTING_AFTER_S` (its process may just be starting)."""
+    `STARTING_AFTER_S`. A `reserved` trial already holds its resources (Tune placed it and
+    its process is starting), so the free resources say nothing about it."""
+    if reserved:
+        return (
+            f"sweep: {what} is pending after {STARTING_AFTER_S:g} s: its {_amounts(needs)} "
+            "are reserved, its process is slow to start",
+            STARTING_AFTER_S,
+        )
     short = {k: v for k, v in needs.items() if free.get(k, 0.0) + 1e-9 < v}
     available = _amounts({k: free.get(k, 0.0) for k in needs})
     has = f"it needs {_amounts(needs)}, the cluster has {available} free"
@@ -64,6 +73,14 @@ def pending_reason(needs: dict[str, float], free: dict[str, float], what: str) -
         "node has all of it free, or its process is slow to start",
         STARTING_AFTER_S,
     )
+
+
+def unplaced_trials(pending: list[Any], waiting_groups: int) -> list[Any]:
+    """The PENDING trials still waiting for resources. Tune binds a placement group to a
+    trial only once the group is ready, so the waiting ones are not named anywhere; but it
+    places trials in order, so with k of the trials' groups still waiting, the last k
+    PENDING trials are the ones without resources (the others hold theirs and start)."""
+    return pending[len(pending) - min(waiting_groups, len(pending)) :]
 
 
 class PendingReasons:
@@ -102,18 +119,25 @@ def _waiting(trials: list[Any]) -> dict[str, tuple[str, float]]:
     from ray.util import placement_group_table
 
     pending = [t for t in trials if t.status == "PENDING"]
+    table = placement_group_table()
+    waiting = [g for g in table.values() if g.get("state") == "PENDING"]
+    # A trial's own group has one bundle (its trainable, which holds a one-worker trial's
+    # worker too); a multi-worker trial's worker group has one bundle per worker.
+    trial_groups = sum(1 for g in waiting if len(g.get("bundles") or {}) == 1)
     groups = {
         group_id: g
-        for group_id, g in placement_group_table().items()
+        for group_id, g in table.items()
         if g.get("state") == "PENDING" and len(g.get("bundles") or {}) > 1
     }
     if not pending and not groups:
         return {}
     free = ray.available_resources()
+    unplaced = {t.trial_id for t in unplaced_trials(pending, trial_groups)}
     lines = {}
     for trial in pending:
         needs = trial.placement_group_factory.required_resources
-        lines[trial.trial_id] = pending_reason(needs, free, f"trial {trial.trial_id}")
+        what = f"trial {trial.trial_id}"
+        lines[trial.trial_id] = pending_reason(needs, free, what, trial.trial_id not in unplaced)
     for group_id, group in groups.items():  # a multi-worker trial's worker group
         bundles = list(group["bundles"].values())
         needs: dict[str, float] = {}

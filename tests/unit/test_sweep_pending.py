@@ -11,6 +11,7 @@ from raytune_ft.sweep.pending import (
     WAITING_AFTER_S,
     concurrency_line,
     pending_reason,
+    unplaced_trials,
 )
 
 SPACE = {"train.learning_rate": {"loguniform": [1e-5, 1e-3]}}
@@ -56,3 +57,25 @@ def test_a_trial_whose_resources_are_free_is_said_only_after_a_long_wait() -> No
         "sweep: trial 85d9 is pending after 60 s: it needs 1 CPU, the cluster has 1 CPU free "
         "in all, so no single node has all of it free, or its process is slow to start"
     )
+
+
+def test_a_trial_that_holds_its_resources_is_not_called_short() -> None:
+    """Seen in the multinode test: the first trial's placement group held the head's only
+    `trainer_slot` while its process started, and the line said that trial was short of the
+    slot it held."""
+    line, after_s = pending_reason(
+        {"CPU": 1.0, "trainer_slot": 1.0}, {"CPU": 1.0}, "trial 25f86_00000", reserved=True
+    )
+    assert after_s == STARTING_AFTER_S
+    assert line == (
+        "sweep: trial 25f86_00000 is pending after 60 s: its 1 CPU, 1 trainer_slot are "
+        "reserved, its process is slow to start"
+    )
+
+
+def test_the_last_pending_trials_are_the_ones_without_resources() -> None:
+    pending = ["t0", "t1", "t2"]
+    assert unplaced_trials(pending, 0) == []
+    assert unplaced_trials(pending, 1) == ["t2"]
+    assert unplaced_trials(pending, 2) == ["t1", "t2"]
+    assert unplaced_trials(pending, 5) == pending  # other jobs' groups wait too
