@@ -491,19 +491,21 @@ def _validated(
 
 
 def _best_result(grids: list[Any], spec: ExperimentSpec) -> Any:
-    """The trial whose best evaluation is best (scope='all': over every evaluation), over
-    every experiment of the sweep."""
-    found = []
-    for grid in grids:
-        try:
-            found.append(
-                grid.get_best_result(metric=spec.metric, mode=spec.metric_mode, scope="all")
-            )
-        except RuntimeError:
-            continue
-    if found:
+    """The trial whose best evaluation is best, over every evaluation of every experiment of
+    the sweep, read from each trial's own history (as the summary reads it). Ray's
+    `get_best_result(scope="all")` can name another trial under PBT/PB2, whose exploited
+    trials change history mid-run."""
+    reported = [
+        result
+        for grid in grids
+        for result in grid
+        if result.metrics_dataframe is not None
+        and spec.metric in result.metrics_dataframe
+        and result.metrics_dataframe[spec.metric].notna().any()
+    ]
+    if reported:
         pick = max if spec.metric_mode == "max" else min
-        return pick(found, key=lambda result: _best_value(result, spec))
+        return pick(reported, key=lambda result: _best_value(result, spec))
     results = [result for grid in grids for result in grid]
     failed = [r.error for r in results if r.error is not None]
     if not failed:

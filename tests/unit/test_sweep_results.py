@@ -99,3 +99,28 @@ def test_a_folder_that_is_not_a_finished_sweep_is_named(tmp_path: Path) -> None:
     (run / "results.csv").unlink()
     out = CliRunner().invoke(app, ["results", str(run)])
     assert out.exit_code == 2 and "no results.csv yet" in out.output
+
+
+def test_the_best_trial_is_read_from_each_trials_own_history() -> None:
+    """Ray's get_best_result(scope='all') named a worse trial after PB2 exploits (CI); the
+    sweep's best is the trial whose own history holds the best value, in either mode."""
+    from types import SimpleNamespace
+
+    from raytune_ft.sweep.runner import _best_result
+
+    def trial(name: str, values: list[float] | None, metric: str) -> SimpleNamespace:
+        frame = None if values is None else pd.DataFrame({metric: values})
+        return SimpleNamespace(name=name, metrics_dataframe=frame, error=None)
+
+    nan = float("nan")
+    spec = validate_spec(minimal_spec())
+    grid = [
+        trial("never-reported", None, spec.metric),
+        trial("peaked", [0.6, 0.78, 0.7], spec.metric),
+        trial("ended-high", [0.5, nan, 0.75], spec.metric),
+    ]
+    assert _best_result([grid], spec).name == "peaked"
+    loss_spec = validate_spec(minimal_spec(train={"metric": "eval_loss"}))
+    first = [trial("c", [nan], "eval_loss")]
+    second = [trial("a", [0.9, 0.4], "eval_loss"), trial("b", [0.5, 0.45], "eval_loss")]
+    assert _best_result([first, second], loss_spec).name == "a"
