@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from sklearn.model_selection import train_test_split
-
 from raytune_ft.data.loading import SOURCE_KEY, Row
 from raytune_ft.errors import UserError
 
@@ -26,6 +24,9 @@ def hold_out(
     is False when only the held-out side is used (a subsample), so only it must hold every
     label.
     """
+    # Imported here: training workers import this module but never split (1.2 s a process).
+    from sklearn.model_selection import train_test_split
+
     labels = [r[label_column] for r in rows] if stratify else None
     if labels is not None:
         _check_stratifiable(rows, labels, fraction_or_count, field, keeps_both)

@@ -21,6 +21,11 @@ RUNTIME_ENV_VARS = {
     "TRANSFORMERS_VERBOSITY": "error",
     "PYTHONWARNINGS": "ignore::FutureWarning",
 }
+# Only for the Ray this process starts on this machine: Train V2 watches for node drains
+# (spot reclaims, autoscaler scale-down) with an actor process per run, and nothing drains
+# the one node of a local Ray. The actor costs a Python process (Ray Train imported, polling
+# every 5 s) per training run and per multi-worker trial.
+LOCAL_RAY_ENV_VARS = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 # On Linux, ray.init(_node_ip_address="127.0.0.1") is rewritten to the machine's outward IP
 # (services.resolve_ip_for_localhost), and Ray's servers then listen beyond loopback. In Ray's
 # single-machine mode the node IP stays 127.0.0.1 and every server binds loopback only.
@@ -112,6 +117,7 @@ def ray_session(cluster: ClusterSpec, cpus_per_trial: int) -> Iterator[None]:
             ray.init()  # the job's cluster, whatever the spec's address; its runtime_env applies
         elif cluster.address == "local":
             cleanup.enter_context(_single_machine_mode())
+            env["env_vars"] = LOCAL_RAY_ENV_VARS | env["env_vars"]
             clean_orphaned_sessions()
             session = LocalSession.create()
             cleanup.callback(session.close)  # also when ray.init itself fails or is interrupted

@@ -1,6 +1,9 @@
-"""Every task trains under 2 Ray Train workers with ZeRO-2 on a tiny random-init model (Llama
-for causal LM, T5 for seq2seq, BERT for masked LM and classification variants): its loss
-falls and its metrics are computed, on the validation split and on the test split."""
+"""Every task trains under 2 Ray Train workers with ZeRO-2: its loss falls and its metrics are
+computed, on the validation split and on the test split. The tasks whose example spec runs a
+tiny random-init model (causal LM, SFT, seq2seq) are tested so in test_examples.py, on their
+example; the ones whose example finetunes the real MiniLM (22.7M parameters, whose ZeRO-2
+gradient exchange over gloo makes a step on two CPU workers take seconds) are tested here on
+a tiny random-init BERT."""
 
 from __future__ import annotations
 
@@ -35,35 +38,6 @@ CASES = {
         {"path": str(DATA / "ratings" / "train.csv")},
         ["eval_mse", "eval_mae", "eval_r2", "eval_spearman"],
     ),
-    "causal-lm-sft": (
-        "llama",
-        {
-            "type": "causal-lm-sft",
-            "prompt_template": "reverse: {word}\n",
-            "response_template": "{reversed}",
-            "packing": True,
-            "generation": {"samples": 16, "max_new_tokens": 8},
-        },
-        {"path": str(DATA / "reverse" / "train.jsonl")},
-        ["eval_perplexity", "eval_token_accuracy", "eval_exact_match", "eval_chrf"],
-    ),
-    "causal-lm": (
-        "llama",
-        {"type": "causal-lm", "text_column": "text"},
-        {"path": str(DATA / "corpus" / "reviews.txt"), "format": "text"},
-        ["eval_perplexity", "eval_token_accuracy"],
-    ),
-    "seq2seq": (
-        "t5",
-        {
-            "type": "seq2seq",
-            "source_column": "words",
-            "target_column": "digits",
-            "generation": {"samples": 16, "max_new_tokens": 6},
-        },
-        {"path": str(DATA / "numbers" / "train.tsv")},
-        ["eval_rougeL", "eval_bleu", "eval_chrf", "eval_exact_match"],
-    ),
     "masked-lm": (
         "bert",
         {"type": "masked-lm", "mlm_probability": 0.3},
@@ -77,15 +51,13 @@ CASES = {
 def test_each_task_trains_on_two_zero2_workers(
     ray_local: None,
     tiny_bert: Path,
-    tiny_llama: Path,
-    tiny_t5: Path,
     tmp_path: Path,
     task_type: str,
 ) -> None:
     family, task, train, metrics = CASES[task_type]
     # Sigmoid and regression heads on a random 2-layer BERT need more steps to move.
     steps = 60 if task_type in ("multi-label", "regression") else 30
-    model = {"bert": tiny_bert, "llama": tiny_llama, "t5": tiny_t5}[family]
+    model = {"bert": tiny_bert}[family]
     spec = validate_spec(
         {
             "name": task_type,

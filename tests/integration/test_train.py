@@ -44,6 +44,17 @@ def listening_sockets() -> set[tuple[str, int, str]]:
     }
 
 
+def process_titles() -> set[str]:
+    """The first word of the command line of every process of this process's tree (Ray
+    retitles an actor's process `ray::CLASS`)."""
+    me = psutil.Process()
+    titles = set()
+    for process in [me, *me.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error, IndexError):
+            titles.add(process.cmdline()[0])
+    return titles
+
+
 def is_loopback(host: str) -> bool:
     address = ipaddress.ip_address(host.split("%")[0])
     return (getattr(address, "ipv4_mapped", None) or address).is_loopback
@@ -59,14 +70,19 @@ def test_two_worker_zero2_training_lowers_loss_and_checkpoints(
     # While it trains: every socket of every process of the run (Ray's servers and agents,
     # the train controller, both workers with torch's store and gloo) listens on loopback.
     seen: set[tuple[str, int, str]] = set()
+    titles: set[str] = set()
     while thread.is_alive():
         logs = list(tmp_path.glob("kw-train-*/steps.jsonl"))
         if logs and '"event": "checkpoint"' in logs[0].read_text():
             seen |= listening_sockets()
+            titles |= process_titles()
         time.sleep(0.5)
     thread.join()
     assert any("RayTrainWorker" in name for _, _, name in seen), seen  # not vacuous
     assert [s for s in seen if not is_loopback(s[0])] == []
+    # Nothing drains the one node of a local Ray: no preemption watcher process per run.
+    assert any(t.startswith("ray::TrainController") for t in titles), titles
+    assert not [t for t in titles if "PreemptionWatcher" in t], titles
     run_dir, summary = outcome["result"].run_dir.local_path, outcome["result"].summary
 
     losses = [s["loss"] for s in read_steps(run_dir) if "loss" in s]
@@ -108,7 +124,7 @@ def test_killed_worker_resumes_from_last_checkpoint(
     ray_local: None, tiny_bert: Path, keyword_data: Path, tmp_path: Path
 ) -> None:
     spec = validate_spec(
-        keyword_spec(tiny_bert, keyword_data, tmp_path, epochs=6, micro_batch_size=8)
+        keyword_spec(tiny_bert, keyword_data, tmp_path, epochs=3, micro_batch_size=8)
         | {"deepspeed": {"zero_stage": 1}}
     )
 
