@@ -6,6 +6,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTIMENT = ROOT / "experiments" / "data" / "sentiment"
+# Each task's metrics beyond eval_loss, which its runs must report on validation and test.
+TASK_METRICS = {
+    "classification": ["eval_accuracy", "eval_f1"],
+    "multi-label": ["eval_micro_f1", "eval_macro_f1", "eval_subset_accuracy"],
+    "regression": ["eval_mse", "eval_mae", "eval_r2", "eval_spearman"],
+    "causal-lm-sft": ["eval_perplexity", "eval_token_accuracy", "eval_exact_match", "eval_chrf"],
+    "causal-lm": ["eval_perplexity", "eval_token_accuracy"],
+    "seq2seq": ["eval_rougeL", "eval_bleu", "eval_chrf", "eval_exact_match"],
+    "masked-lm": ["eval_perplexity", "eval_token_accuracy"],
+}
 
 
 def minimal_spec(**sections: object) -> dict:

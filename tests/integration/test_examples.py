@@ -4,12 +4,13 @@ test that each stage starts from the previous stage's trained weights.
 
 An example of a tiny random-init model runs on 2 Ray Train workers under ZeRO-2 for 20 steps,
 and is its task's test there (loss falls; every metric computed on the validation and the
-test split). An example that finetunes the real MiniLM runs 6 steps on one worker (ZeRO-2's
-gradient exchange of its 22.7M parameters over gloo makes a two-worker step on two CPU cores
-take seconds); its tasks' two-worker tests are in test_tasks.py."""
+test split). An example that finetunes the real MiniLM runs 6 steps on one worker (a
+two-worker MiniLM step took 3.5 to 6 s on this machine's two cores); its tasks' two-worker
+tests are in test_tasks.py."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import ROOT
+from helpers import ROOT, TASK_METRICS
 
 from raytune_ft.spec import load_spec, validate_spec
 from raytune_ft.spec.experiment import ExperimentSpec
@@ -26,16 +27,6 @@ from raytune_ft.train.runner import TrainOutcome, run_chain, run_training
 pytestmark = pytest.mark.integration
 EXAMPLES = ROOT / "experiments"
 TINY_STEPS, PRETRAINED_STEPS = 20, 6  # two evaluations each: halfway and at the end
-# Each task's metrics, beyond eval_loss (tested on the validation and on the test split).
-TASK_METRICS = {
-    "classification": ["eval_accuracy", "eval_f1"],
-    "multi-label": ["eval_micro_f1", "eval_macro_f1", "eval_subset_accuracy"],
-    "regression": ["eval_mse", "eval_mae", "eval_r2", "eval_spearman"],
-    "causal-lm-sft": ["eval_perplexity", "eval_token_accuracy", "eval_exact_match", "eval_chrf"],
-    "causal-lm": ["eval_perplexity", "eval_token_accuracy"],
-    "seq2seq": ["eval_rougeL", "eval_bleu", "eval_chrf", "eval_exact_match"],
-    "masked-lm": ["eval_perplexity", "eval_token_accuracy"],
-}
 
 
 def test_sft_example_learns_to_reverse_strings(ray_local: None, tmp_path: Path) -> None:
@@ -69,11 +60,12 @@ def shortened(name: str, storage: Path) -> tuple[dict, int]:
     raw["storage"] = {"path": str(storage)}
     raw["scaling"] = {**raw.get("scaling", {}), "num_workers": 2 if tiny else 1}
     for section in [raw, *raw.get("stages", [])]:
-        if "data" in section and not tiny:  # MiniLM's MLM evaluation: ~15 s per 300 rows
+        # MiniLM's masked-LM evaluations: the chain took 131 s with 10% splits, 104 s with 5%.
+        if "data" in section and not tiny:
             section["data"]["split"] = {"validation": 0.05, "test": 0.05}
         if "train" in section:
             short = {"max_steps": steps, "eval_every": steps // 2, "log_every": 1}
-            if not tiny:  # MiniLM's MLM head alone costs ~3 s a step at 32 rows on a core
+            if not tiny:  # a MiniLM masked-LM step of 32 rows took 4-5 s on one core
                 short["micro_batch_size"] = 8
             section["train"] = {**section["train"], **short}
             section["train"].pop("epochs", None)
@@ -110,7 +102,8 @@ def check_each_stage_starts_from_the_last(spec: ExperimentSpec, outcomes: list) 
     from raytune_ft.modeling.sources import resolve_model_source
     from raytune_ft.train.loop import weights_digest
 
-    def digest(path: str) -> str:
+    @functools.cache
+    def digest(path: str) -> str:  # each model folder loaded once
         with torch.no_grad():
             return weights_digest(AutoModel.from_pretrained(path))
 
