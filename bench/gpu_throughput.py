@@ -1004,6 +1004,11 @@ def train_deepspeed(model: Any, rows: Any, job: PeerJob, clock: StepClock, cuda:
     }
     if cuda:
         config["bf16"] = {"enabled": True}
+    else:  # like raytune-ft's workers (`skip_cpu_inference_kernel_build`), this peer skips
+        # the CPU shared-memory kernel only inference uses: 33 s of g++ on a fresh machine.
+        import deepspeed.ops
+
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
     total = job.warmup_steps + job.timed_steps
     for batch in micro_batches(rows, job.micro_batch_size):

@@ -74,15 +74,15 @@ def test_trials_queue_for_a_declared_node_and_run_on_it_when_it_joins(
     in Tune's queue for a node (a one-worker trial holds its worker's resources itself), and
     runs on the node that joins."""
     assert len(cluster.nodes) == 1
-    # Long enough (1,600 tiny steps, ~30 s) that the first trial still holds the head's slot
-    # when the second node has joined.
+    # The first trial (a grid runs in order) long enough (1,600 tiny steps, ~30 s) that it
+    # still holds the head's slot when the second node has joined; the second, which only
+    # has to run on the node that joins, short.
     base = keyword_spec(tiny_bert, keyword_data, tmp_path, epochs=40, eval_every=800)
     spec = on_cluster(cluster, base, tmp_path, num_workers=1) | {
         "sweep": {
-            "num_samples": 2,
-            "search": {"algorithm": "random", "seed": 0},
+            "search": {"algorithm": "grid"},
             "scheduler": {"name": "fifo"},
-            "space": {"train.learning_rate": {"loguniform": [1e-3, 3e-3]}},
+            "space": {"train.max_steps": {"grid": [1600, 20]}},
         }
     }
     group = {"name": "slots", "cpus": 2, "memory": "4Gi", "max_nodes": 2}

@@ -199,9 +199,9 @@ def test_rerun_after_the_last_step_reports_a_final_result(
 ) -> None:
     """A trainer restarted on a finished run (a sweep resumed after a driver crash) must still
     report, or Tune keeps whatever stale result it last saved for that trial."""
-    spec = validate_spec(
-        keyword_spec(tiny_bert, keyword_data, tmp_path, epochs=1, checkpoint={"at_end": True})
-    )
+    spec = keyword_spec(tiny_bert, keyword_data, tmp_path, epochs=1, checkpoint={"at_end": True})
+    # One worker: the restart is the trainer's, whatever its worker group's size.
+    spec = validate_spec(spec | {"scaling": {"num_workers": 1, "max_failures": 1}})
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     prepared = preflight(spec).path
