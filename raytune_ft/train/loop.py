@@ -610,7 +610,7 @@ SHM_ALLREDUCE_OP = "deepspeed_shm_comm"
 
 def skip_cpu_inference_kernel_build() -> None:
     """On the CPU accelerator, DeepSpeed JIT-compiles a shared-memory all-reduce kernel when a
-    process group starts: 55-63 CPU-seconds of g++ (33 s of wall time on 2 cores here) the first
+    process group starts: 45-63 CPU-seconds of g++ (26-33 s of wall time on 2 cores here) the first
     time on a machine and after each new venv. Only `inference_all_reduce` (AutoTP inference)
     uses it; training's all-reduce goes through torch.distributed. DeepSpeed asks its table
     of compatible ops before building, so marking the kernel incompatible skips the build."""
