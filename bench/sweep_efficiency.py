@@ -314,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         "--startup-trials",
         type=int,
         default=None,
-        help="TPE's random start-up (sweep.search.startup_trials); default: Optuna's 10",
+        help="TPE's random start-up (sweep.search.startup_trials); default: the spec's "
+        "(unset: a quarter of the trials, 2 to 10)",
     )
     parser.add_argument("--work-dir", default=str(ROOT / "runs" / "bench-sweep-efficiency"))
     parser.add_argument("--out", default=None, help="JSON file (default bench/results/...)")

@@ -252,8 +252,8 @@ class SearchSpec(Section):
         ge=1,
         le=10000,
         description="optuna and hyperopt: trials sampled at random before TPE models the "
-        "results; null: the library's own (Optuna 10, HyperOpt 20), which a sweep of fewer "
-        "trials never gets past.",
+        "results; null: a quarter of sweep.num_samples, at least 2 and at most the library's "
+        "own (Optuna 10, HyperOpt 20), so that a small sweep is modelled at all.",
     )
 
     @model_validator(mode="after")
@@ -269,6 +269,10 @@ class SearchSpec(Section):
     @property
     def tpe_multivariate(self) -> bool:
         return self.multivariate is not False
+
+
+# What Optuna's TPESampler and HyperOpt's TPE sample at random before modelling, by default.
+LIBRARY_STARTUP_TRIALS = {"optuna": 10, "hyperopt": 20}
 
 
 # What a running trial can change when PBT/PB2 hands it another trial's checkpoint: the loop
@@ -391,6 +395,18 @@ class SweepSpec(Section):
         default_factory=list,
         description="Configurations to try first (space key -> value), e.g. a known good one.",
     )
+
+    @property
+    def startup_trials(self) -> int | None:
+        """TPE's random start-up: the spec's, else a quarter of the trials within [2, the
+        library's own]. The libraries' own (10, 20) assume hundreds of cheap trials; a
+        finetuning sweep of 6 or 16 would stay a random search to its end."""
+        library = LIBRARY_STARTUP_TRIALS.get(self.search.algorithm)
+        if library is None:
+            return None
+        if self.search.startup_trials is not None:
+            return self.search.startup_trials
+        return min(library, max(2, self.num_samples // 4))
 
     @model_validator(mode="after")
     def _consistent(self) -> SweepSpec:

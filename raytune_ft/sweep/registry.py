@@ -35,10 +35,9 @@ def _optuna(spec: ExperimentSpec, points: list[dict[str, Any]]) -> Any:
     assert sweep is not None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     conditional = sweep.has_conditions
-    startup = sweep.search.startup_trials
     sampler = optuna.samplers.TPESampler(
         seed=spec.search_seed,
-        **({} if startup is None else {"n_startup_trials": startup}),
+        n_startup_trials=sweep.startup_trials,
         multivariate=sweep.search.tpe_multivariate,
         # Keys that are only sometimes asked for are modelled per group of keys asked together.
         group=sweep.search.tpe_multivariate and conditional,
@@ -59,13 +58,13 @@ def _hyperopt(spec: ExperimentSpec, points: list[dict[str, Any]]) -> Any:
         raise _missing("hyperopt", "hyperopt") from None
     from ray.tune.search.hyperopt import HyperOptSearch
 
-    startup = spec.sweep.search.startup_trials if spec.sweep else None
+    assert spec.sweep is not None
     return HyperOptSearch(
         metric=spec.metric,
         mode=spec.metric_mode,
         points_to_evaluate=points or None,
         random_state_seed=spec.search_seed,
-        **({} if startup is None else {"n_initial_points": startup}),
+        n_initial_points=spec.sweep.startup_trials,
     )
 
 
@@ -96,6 +95,23 @@ SEARCHERS: dict[str, Callable[[ExperimentSpec, list[dict[str, Any]]], Any]] = {
 class Searcher:
     algorithm: Any  # what TuneConfig.search_alg takes
     has_own_space: bool  # built with its space (Tuner's param_space must then be empty)
+
+
+def startup_line(spec: ExperimentSpec, num_samples: int) -> str | None:
+    """What a TPE searcher does with this experiment's trials, said once at its start."""
+    sweep = spec.sweep
+    if sweep is None or sweep.startup_trials is None:
+        return None
+    startup, name = sweep.startup_trials, f"{sweep.search.algorithm} TPE"
+    if startup >= num_samples:
+        return (
+            f"sweep: {name} draws all {num_samples} trials at random (its start-up is "
+            f"{startup} trials; lower sweep.search.startup_trials to model the results)"
+        )
+    return (
+        f"sweep: {name} draws its first {startup} of {num_samples} trials at random, then "
+        "models the results (sweep.search.startup_trials)"
+    )
 
 
 def make_searcher(spec: ExperimentSpec, max_concurrent: int) -> Searcher:

@@ -10,6 +10,7 @@ Also used by `bench/sweep_scale.py`, which runs a stand-in trainable through the
 from __future__ import annotations
 
 import re
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 from raytune_ft.errors import UserError
 from raytune_ft.spec.experiment import ExperimentSpec
 from raytune_ft.storage import Location
-from raytune_ft.sweep.registry import Searcher, make_scheduler, make_searcher
+from raytune_ft.sweep.registry import Searcher, make_scheduler, make_searcher, startup_line
 from raytune_ft.sweep.space import param_space
 from raytune_ft.sweep.trackers import tracker_callbacks
 from raytune_ft.sweep.trial_checkpoints import ResumeFromNewest
@@ -94,7 +95,11 @@ def make_tuner(
     """A new Tune experiment `sweep_dir/name` of `num_samples` trials."""
     from ray import tune
 
-    searcher = searcher or make_searcher(spec, max_concurrent)
+    if searcher is None:  # a restored one is past its start-up or says nothing new
+        searcher = make_searcher(spec, max_concurrent)
+        line = startup_line(spec, num_samples)
+        if line:
+            print(line, file=sys.stderr, flush=True)
     assert spec.sweep is not None
     return tune.Tuner(
         trainable,

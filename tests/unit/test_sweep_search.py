@@ -10,7 +10,7 @@ from helpers import minimal_spec
 
 from raytune_ft.errors import UserError
 from raytune_ft.spec import validate_spec
-from raytune_ft.sweep.registry import make_scheduler, make_searcher
+from raytune_ft.sweep.registry import make_scheduler, make_searcher, startup_line
 from raytune_ft.sweep.runner import _check_space
 from raytune_ft.sweep.space import param_space, trial_params, trial_spec
 
@@ -154,11 +154,47 @@ def test_start_up_trials_reach_optuna_and_hyperopt_and_only_them() -> None:
     space = {"train.learning_rate": {"loguniform": [1e-5, 1e-1]}}
     optuna = sweep_spec(space, search={"algorithm": "optuna", "startup_trials": 3})
     assert make_searcher(optuna, 1).algorithm.searcher._sampler._n_startup_trials == 3
-    assert make_searcher(sweep_spec(space), 1).algorithm.searcher._sampler._n_startup_trials == 10
     hyperopt = sweep_spec(space, search={"algorithm": "hyperopt", "startup_trials": 4})
     assert make_searcher(hyperopt, 1).algorithm.searcher.algo.keywords["n_startup_jobs"] == 4
     with pytest.raises(UserError, match=r"startup_trials: for algorithm optuna or hyperopt"):
         sweep_spec(space, search={"algorithm": "random", "startup_trials": 3})
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "num_samples", "startup"),
+    [
+        ("optuna", 6, 2),  # the quickstart: modelled from its third trial, not never
+        ("optuna", 16, 4),
+        ("optuna", 200, 10),  # Optuna's own
+        ("hyperopt", 8, 2),
+        ("hyperopt", 200, 20),  # HyperOpt's own
+    ],
+)
+def test_unset_start_up_is_a_quarter_of_the_sweep_within_the_librarys_own(
+    algorithm: str, num_samples: int, startup: int
+) -> None:
+    space = {"train.learning_rate": {"loguniform": [1e-5, 1e-1]}}
+    spec = sweep_spec(space, num_samples=num_samples, search={"algorithm": algorithm})
+    searcher = make_searcher(spec, 1).algorithm.searcher
+    if algorithm == "optuna":
+        assert searcher._sampler._n_startup_trials == startup
+    else:
+        assert searcher.algo.keywords["n_startup_jobs"] == startup
+    assert startup_line(spec, num_samples) == (
+        f"sweep: {algorithm} TPE draws its first {startup} of {num_samples} trials at random, "
+        "then models the results (sweep.search.startup_trials)"
+    )
+    random = sweep_spec(space, search={"algorithm": "random"})
+    assert random.sweep.startup_trials is None and startup_line(random, 8) is None
+
+
+def test_a_sweep_that_never_gets_past_its_start_up_says_so() -> None:
+    space = {"train.learning_rate": {"loguniform": [1e-5, 1e-1]}}
+    spec = sweep_spec(space, num_samples=6, search={"algorithm": "optuna", "startup_trials": 10})
+    assert startup_line(spec, 6) == (
+        "sweep: optuna TPE draws all 6 trials at random (its start-up is 10 trials; lower "
+        "sweep.search.startup_trials to model the results)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -483,8 +519,11 @@ def test_tpe_follows_the_results_it_was_given() -> None:
             searcher.on_trial_complete(f"t{i}", {spec.metric: score})
         return lrs
 
-    low, high = later_suggestions(True), later_suggestions(False)
-    # After TPE's 10 random start-up trials, and some model-guided ones:
+    low, high = (
+        later_suggestions(True, startup_trials=10),
+        later_suggestions(False, startup_trials=10),
+    )
+    # After TPE's 10 random start-up trials (Optuna's own), and some model-guided ones:
     assert statistics.median(low[15:]) < 1e-4 < 1e-2 < statistics.median(high[15:])
     # Suggestions 4 to 9 are still the seeded random start-up, whatever the rewards...
     assert low[4:10] == high[4:10]
