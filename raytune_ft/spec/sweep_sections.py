@@ -251,9 +251,12 @@ class SearchSpec(Section):
         None,
         ge=1,
         le=10000,
-        description="optuna and hyperopt: trials sampled at random before TPE models the "
-        "results; null: a quarter of sweep.num_samples, at least 2 and at most the library's "
-        "own (Optuna 10, HyperOpt 20), so that a small sweep is modelled at all.",
+        description="optuna and hyperopt: the start-up trials, points_to_evaluate included, "
+        "that TPE draws at random before it models the results (Optuna counts the trials that "
+        "have ended, HyperOpt those it has drawn). null: the points_to_evaluate plus a quarter "
+        "of sweep.num_samples, at least 2 and at most the library's own (Optuna 10, HyperOpt "
+        "20), so that a small sweep is modelled at all. An extension's restored searcher keeps "
+        "the start-up it began with.",
     )
 
     @model_validator(mode="after")
@@ -397,16 +400,17 @@ class SweepSpec(Section):
     )
 
     @property
-    def startup_trials(self) -> int | None:
-        """TPE's random start-up: the spec's, else a quarter of the trials within [2, the
-        library's own]. The libraries' own (10, 20) assume hundreds of cheap trials; a
-        finetuning sweep of 6 or 16 would stay a random search to its end."""
+    def tpe_startup_trials(self) -> int | None:
+        """TPE's start-up: the spec's, else the given points plus a quarter of the trials
+        within [2, the library's own]. The libraries' own (10, 20) assume hundreds of cheap
+        trials: a 6-trial finetuning sweep would stay a random search to its end, a 16-trial
+        one for most of it. Both libraries count the given points in their start-up."""
         library = LIBRARY_STARTUP_TRIALS.get(self.search.algorithm)
         if library is None:
             return None
         if self.search.startup_trials is not None:
             return self.search.startup_trials
-        return min(library, max(2, self.num_samples // 4))
+        return len(self.points_to_evaluate) + min(library, max(2, self.num_samples // 4))
 
     @model_validator(mode="after")
     def _consistent(self) -> SweepSpec:

@@ -37,7 +37,7 @@ def _optuna(spec: ExperimentSpec, points: list[dict[str, Any]]) -> Any:
     conditional = sweep.has_conditions
     sampler = optuna.samplers.TPESampler(
         seed=spec.search_seed,
-        n_startup_trials=sweep.startup_trials,
+        n_startup_trials=sweep.tpe_startup_trials,
         multivariate=sweep.search.tpe_multivariate,
         # Keys that are only sometimes asked for are modelled per group of keys asked together.
         group=sweep.search.tpe_multivariate and conditional,
@@ -64,7 +64,7 @@ def _hyperopt(spec: ExperimentSpec, points: list[dict[str, Any]]) -> Any:
         mode=spec.metric_mode,
         points_to_evaluate=points or None,
         random_state_seed=spec.search_seed,
-        n_initial_points=spec.sweep.startup_trials,
+        n_initial_points=spec.sweep.tpe_startup_trials,
     )
 
 
@@ -98,19 +98,26 @@ class Searcher:
 
 
 def startup_line(spec: ExperimentSpec, num_samples: int) -> str | None:
-    """What a TPE searcher does with this experiment's trials, said once at its start."""
+    """What a new TPE searcher does with this experiment's trials, said once at its start."""
     sweep = spec.sweep
-    if sweep is None or sweep.startup_trials is None:
+    if sweep is None or sweep.tpe_startup_trials is None:
         return None
-    startup, name = sweep.startup_trials, f"{sweep.search.algorithm} TPE"
+    startup, algorithm = sweep.tpe_startup_trials, sweep.search.algorithm
+    given = len(sweep.points_to_evaluate)
+    counting = f", counting the {given} given in points_to_evaluate" if given else ""
     if startup >= num_samples:
         return (
-            f"sweep: {name} draws all {num_samples} trials at random (its start-up is "
-            f"{startup} trials; lower sweep.search.startup_trials to model the results)"
+            f"sweep: {algorithm} TPE never models the results: its start-up of {startup} "
+            f"trials{counting} covers all {num_samples} (sweep.search.startup_trials)"
+        )
+    if algorithm == "optuna":  # Optuna counts ended trials: with several at once, more are random
+        return (
+            f"sweep: optuna TPE draws at random until {startup} of {num_samples} trials have "
+            f"ended{counting}, then models the results (sweep.search.startup_trials)"
         )
     return (
-        f"sweep: {name} draws its first {startup} of {num_samples} trials at random, then "
-        "models the results (sweep.search.startup_trials)"
+        f"sweep: {algorithm} TPE draws its first {startup} of {num_samples} trials at "
+        f"random{counting}, then models the results (sweep.search.startup_trials)"
     )
 
 

@@ -92,10 +92,11 @@ def make_tuner(
     searcher: Searcher | None = None,
     callbacks: list[Any] | None = None,
 ) -> Any:
-    """A new Tune experiment `sweep_dir/name` of `num_samples` trials."""
+    """A new Tune experiment `sweep_dir/name` of `num_samples` trials. Without a `searcher`
+    it makes the spec's and prints what its TPE start-up will do (`startup_line`)."""
     from ray import tune
 
-    if searcher is None:  # a restored one is past its start-up or says nothing new
+    if searcher is None:  # a searcher passed in (an extension's restored one) keeps its own
         searcher = make_searcher(spec, max_concurrent)
         line = startup_line(spec, num_samples)
         if line:

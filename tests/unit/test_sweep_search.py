@@ -10,6 +10,7 @@ from helpers import minimal_spec
 
 from raytune_ft.errors import UserError
 from raytune_ft.spec import validate_spec
+from raytune_ft.spec.sweep_sections import LIBRARY_STARTUP_TRIALS
 from raytune_ft.sweep.registry import make_scheduler, make_searcher, startup_line
 from raytune_ft.sweep.runner import _check_space
 from raytune_ft.sweep.space import param_space, trial_params, trial_spec
@@ -150,6 +151,9 @@ def test_multivariate_tpe_is_passed_to_optuna() -> None:
     assert sampler._multivariate is False and not sampler._group
 
 
+LR_SPACE = {"train.learning_rate": {"loguniform": [1e-5, 1e-1]}}
+
+
 def test_start_up_trials_reach_optuna_and_hyperopt_and_only_them() -> None:
     space = {"train.learning_rate": {"loguniform": [1e-5, 1e-1]}}
     optuna = sweep_spec(space, search={"algorithm": "optuna", "startup_trials": 3})
@@ -163,7 +167,7 @@ def test_start_up_trials_reach_optuna_and_hyperopt_and_only_them() -> None:
 @pytest.mark.parametrize(
     ("algorithm", "num_samples", "startup"),
     [
-        ("optuna", 6, 2),  # the quickstart: modelled from its third trial, not never
+        ("optuna", 6, 2),  # the quickstart: modelled, not random to its end
         ("optuna", 16, 4),
         ("optuna", 200, 10),  # Optuna's own
         ("hyperopt", 8, 2),
@@ -173,27 +177,80 @@ def test_start_up_trials_reach_optuna_and_hyperopt_and_only_them() -> None:
 def test_unset_start_up_is_a_quarter_of_the_sweep_within_the_librarys_own(
     algorithm: str, num_samples: int, startup: int
 ) -> None:
-    space = {"train.learning_rate": {"loguniform": [1e-5, 1e-1]}}
-    spec = sweep_spec(space, num_samples=num_samples, search={"algorithm": algorithm})
+    spec = sweep_spec(LR_SPACE, num_samples=num_samples, search={"algorithm": algorithm})
     searcher = make_searcher(spec, 1).algorithm.searcher
     if algorithm == "optuna":
         assert searcher._sampler._n_startup_trials == startup
+        assert startup_line(spec, num_samples) == (
+            f"sweep: optuna TPE draws at random until {startup} of {num_samples} trials have "
+            "ended, then models the results (sweep.search.startup_trials)"
+        )
     else:
         assert searcher.algo.keywords["n_startup_jobs"] == startup
-    assert startup_line(spec, num_samples) == (
-        f"sweep: {algorithm} TPE draws its first {startup} of {num_samples} trials at random, "
-        "then models the results (sweep.search.startup_trials)"
+        assert startup_line(spec, num_samples) == (
+            f"sweep: hyperopt TPE draws its first {startup} of {num_samples} trials at "
+            "random, then models the results (sweep.search.startup_trials)"
+        )
+
+
+def test_the_library_defaults_the_start_up_is_capped_at_are_the_libraries_own() -> None:
+    import inspect
+
+    import optuna
+    from ray.tune.search.hyperopt import HyperOptSearch
+
+    optuna_default = inspect.signature(optuna.samplers.TPESampler).parameters["n_startup_trials"]
+    hyperopt_default = inspect.signature(HyperOptSearch).parameters["n_initial_points"]
+    assert {
+        "optuna": optuna_default.default,
+        "hyperopt": hyperopt_default.default,
+    } == LIBRARY_STARTUP_TRIALS
+
+
+def test_searchers_without_a_start_up_get_none_and_say_nothing() -> None:
+    for search, scheduler in [("random", "fifo"), ("grid", "fifo"), ("bohb", "hyperband")]:
+        space = {"train.learning_rate": {"choice": [1e-4, 1e-3]}}
+        spec = sweep_spec(space, search={"algorithm": search}, scheduler={"name": scheduler})
+        assert spec.sweep.tpe_startup_trials is None and startup_line(spec, 8) is None
+
+
+def test_given_points_count_in_the_start_up_and_the_random_draws_stay_a_quarter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Optuna counts an enqueued point in its start-up: with one point and 8 trials the
+    start-up is 3, and TPE draws exactly 2 trials at random (a quarter of 8)."""
+    import optuna
+
+    points = [{"train.learning_rate": 1e-3}]
+    spec = sweep_spec(LR_SPACE, num_samples=8, points_to_evaluate=points, search={"seed": 0})
+    assert spec.sweep.tpe_startup_trials == 3
+    assert startup_line(spec, 8) == (
+        "sweep: optuna TPE draws at random until 3 of 8 trials have ended, counting the 1 "
+        "given in points_to_evaluate, then models the results (sweep.search.startup_trials)"
     )
-    random = sweep_spec(space, search={"algorithm": "random"})
-    assert random.sweep.startup_trials is None and startup_line(random, 8) is None
+    random_draws = []
+    draw = optuna.samplers.RandomSampler.sample_independent
+
+    def counted(sampler: object, study: object, trial: object, name: str, dist: object) -> object:
+        random_draws.append(trial.number)
+        return draw(sampler, study, trial, name, dist)
+
+    monkeypatch.setattr(optuna.samplers.RandomSampler, "sample_independent", counted)
+    searcher = make_searcher(spec, 1).algorithm
+    searcher.set_search_properties(spec.metric, spec.metric_mode, param_space(spec.sweep))
+    lrs = []
+    for i in range(8):
+        lrs.append(searcher.suggest(f"t{i}")["train.learning_rate"])
+        searcher.on_trial_complete(f"t{i}", {spec.metric: -abs(math.log10(lrs[-1]) + 3)})
+    assert lrs[0] == 1e-3  # the given point
+    assert random_draws == [1, 2]  # then 2 random draws; the other 5 are TPE's
 
 
 def test_a_sweep_that_never_gets_past_its_start_up_says_so() -> None:
-    space = {"train.learning_rate": {"loguniform": [1e-5, 1e-1]}}
-    spec = sweep_spec(space, num_samples=6, search={"algorithm": "optuna", "startup_trials": 10})
+    spec = sweep_spec(LR_SPACE, num_samples=6, search={"algorithm": "optuna", "startup_trials": 10})
     assert startup_line(spec, 6) == (
-        "sweep: optuna TPE draws all 6 trials at random (its start-up is 10 trials; lower "
-        "sweep.search.startup_trials to model the results)"
+        "sweep: optuna TPE never models the results: its start-up of 10 trials covers all 6 "
+        "(sweep.search.startup_trials)"
     )
 
 
