@@ -155,13 +155,12 @@ LR_SPACE = {"train.learning_rate": {"loguniform": [1e-5, 1e-1]}}
 
 
 def test_start_up_trials_reach_optuna_and_hyperopt_and_only_them() -> None:
-    space = {"train.learning_rate": {"loguniform": [1e-5, 1e-1]}}
-    optuna = sweep_spec(space, search={"algorithm": "optuna", "startup_trials": 3})
+    optuna = sweep_spec(LR_SPACE, search={"algorithm": "optuna", "startup_trials": 3})
     assert make_searcher(optuna, 1).algorithm.searcher._sampler._n_startup_trials == 3
-    hyperopt = sweep_spec(space, search={"algorithm": "hyperopt", "startup_trials": 4})
+    hyperopt = sweep_spec(LR_SPACE, search={"algorithm": "hyperopt", "startup_trials": 4})
     assert make_searcher(hyperopt, 1).algorithm.searcher.algo.keywords["n_startup_jobs"] == 4
     with pytest.raises(UserError, match=r"startup_trials: for algorithm optuna or hyperopt"):
-        sweep_spec(space, search={"algorithm": "random", "startup_trials": 3})
+        sweep_spec(LR_SPACE, search={"algorithm": "random", "startup_trials": 3})
 
 
 @pytest.mark.parametrize(
