@@ -21,6 +21,7 @@ baseline to remove. Run it as a script from the repository root:
 
     .venv/bin/python bench/estimate_memory.py [--out bench/results/estimate-cpu.json]
     .venv/bin/python bench/estimate_memory.py --recorded-gpu   # no run: the H200 records
+    python3 bench/estimate_memory.py --gpu                     # on a GPU machine: GPU_CASES
 
 `--recorded-gpu` estimates the configurations whose peaks were measured on one H200 on
 2026-11-27 (`bench/results/gpu-h200-20261127/`: the quickstart trials' `peak_memory_bytes`,
@@ -79,6 +80,41 @@ CASES: dict[str, tuple[str, list[str]]] = {
 }
 STEPS = ["train.max_steps=3", "train.eval_every=3", "data.max_train_samples=512"]
 
+# `--gpu`: on one GPU, the Llama-3.2-1B shape (1.24B parameters, random bf16 weights; the
+# folder is built there from a config, as weights cannot travel) over the review corpus cut into
+# 1,024-token rows, each of the estimate's terms varied alone from GPU_BASE.
+GPU_SHAPE = "llama-3.2-1b"
+GPU_BASE = [
+    "data.max_length=1024",
+    "train.micro_batch_size=8",
+    "performance.liger=false",
+    "data.split={validation: 0.02, test: 0.02}",
+]
+LLAMA_LINEARS = "[q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj]"
+GPU_CASES: dict[str, tuple[str, list[str]]] = {  # in the order the lease runs them
+    "1b-full-z2": ("experiments/pretrain.yaml", GPU_BASE),
+    "1b-lora-r16": (
+        "experiments/pretrain.yaml",
+        [
+            *GPU_BASE,
+            "model.init=pretrained",
+            f"peft={{method: lora, r: 16, alpha: 32, target_modules: {LLAMA_LINEARS}}}",
+        ],
+    ),
+    "1b-full-z3": ("experiments/pretrain.yaml", [*GPU_BASE, "deepspeed.zero_stage=3"]),
+    "1b-full-z2-ckpt": (
+        "experiments/pretrain.yaml",
+        [*GPU_BASE, "performance.gradient_checkpointing=true"],
+    ),
+    "1b-full-z2-mb16": ("experiments/pretrain.yaml", [*GPU_BASE, "train.micro_batch_size=16"]),
+    "1b-full-z2-liger": ("experiments/pretrain.yaml", [*GPU_BASE, "performance.liger=true"]),
+    "1b-full-z0": ("experiments/pretrain.yaml", [*GPU_BASE, "deepspeed.zero_stage=0"]),
+    "1b-full-z2-offload": (
+        "experiments/pretrain.yaml",
+        [*GPU_BASE, "deepspeed.offload_optimizer=cpu"],
+    ),
+}
+
 
 def _parts(memory: Any) -> dict[str, int]:
     """The estimate's rows and total, as the JSON records them."""
@@ -116,8 +152,11 @@ def run_case(spec_path: str, sets: list[str], storage: str) -> dict[str, Any]:
     baseline = psutil.Process().memory_info().rss
     with one_rank_process_group(use_gpu):
         run_recipe(args, session)
+    reserved = None
     if use_gpu:
         peak, measured = torch.cuda.max_memory_allocated(), torch.cuda.max_memory_allocated()
+        # What the caching allocator held at most: what an out-of-memory error compares.
+        reserved = torch.cuda.max_memory_reserved()
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         measured = peak - baseline
@@ -133,6 +172,7 @@ def run_case(spec_path: str, sets: list[str], storage: str) -> dict[str, Any]:
         "baseline_rss": baseline,
         "peak": peak,
         "measured": measured,
+        "reserved": reserved,
         "ratio": memory.total / measured,
     }
 
@@ -205,11 +245,26 @@ def recorded_gpu() -> dict[str, Any]:
     return results
 
 
+def gpu_model_folder(work: Path) -> Path:
+    """The GPU cases' model: GPU_SHAPE's config, tokenizer and random bf16 weights (LoRA needs
+    weights to load), built in a child process so this one never holds a CUDA context."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from gpu_throughput import write_model_folder
+
+    folder = write_model_folder(work / GPU_SHAPE, GPU_SHAPE)
+    script = ROOT / "bench" / "gpu_throughput.py"
+    subprocess.run([sys.executable, str(script), "_weights", str(folder)], check=True)
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/estimate-cpu.json")
-    parser.add_argument("--case", choices=sorted(CASES), action="append")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--case", choices=sorted(CASES | GPU_CASES), action="append")
     parser.add_argument("--malloc-default", action="store_true")
+    parser.add_argument("--gpu", action="store_true", help="GPU_CASES, on this machine's GPU")
+    parser.add_argument("--model", help=argparse.SUPPRESS)  # the child: the GPU cases' model
+    parser.add_argument("--case-timeout", type=int, default=150, help="seconds, per case")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # the child process: one case
     parser.add_argument("--recorded-gpu", action="store_true")
     options = parser.parse_args()
@@ -218,41 +273,71 @@ def main() -> None:
         out.write_text(json.dumps(recorded_gpu(), indent=2) + "\n")
         return
     if options.one:
-        spec_path, sets = CASES[options.one]
+        spec_path, sets = (CASES | GPU_CASES)[options.one]
+        if options.model:
+            sets = [f"model.name_or_path={options.model}", *sets]
         with tempfile.TemporaryDirectory() as storage:
             print(json.dumps(run_case(spec_path, sets, storage)))
         return
-    results = {}
+    cases = GPU_CASES if options.gpu else CASES
+    default_out = "estimate-gpu.json" if options.gpu else "estimate-cpu.json"
+    out = options.out or ROOT / "bench" / "results" / default_out
+    results: dict[str, Any] = {}
     env = dict(os.environ)
-    if not options.malloc_default:
+    if not options.malloc_default and not options.gpu:
         env["MALLOC_MMAP_THRESHOLD_"] = "65536"
-    for name in options.case or [c for c in CASES if c != "llama-4x256-full"]:
-        done = subprocess.run(
-            [sys.executable, __file__, "--one", name],
-            capture_output=True,
-            text=True,
-            check=False,
-            env=env,
+    with tempfile.TemporaryDirectory() as work:
+        model = ["--model", str(gpu_model_folder(Path(work)))] if options.gpu else []
+        for name in options.case or [c for c in cases if c != "llama-4x256-full"]:
+            try:
+                done = subprocess.run(
+                    [sys.executable, __file__, "--one", name, *model],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                    env=env,
+                    timeout=options.case_timeout,
+                )
+            except subprocess.TimeoutExpired:
+                done = subprocess.CompletedProcess([], 124, "", "timed out")
+            if done.returncode != 0:
+                print(done.stderr[-3000:], file=sys.stderr)
+                if not options.gpu:
+                    raise SystemExit(f"{name}: exit {done.returncode}")
+                # On the GPU machine's short lease one case's failure keeps the others.
+                results[name] = {"error": f"exit {done.returncode}", "stderr": done.stderr[-3000:]}
+                print(f"{name}: failed, exit {done.returncode}")
+                continue
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            results[name] = {
+                "spec": cases[name][0],
+                "sets": STEPS + cases[name][1],
+                "malloc": env.get("MALLOC_MMAP_THRESHOLD_", "default"),
+            } | result
+            print(case_line(name, result))
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(results, indent=2) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def case_line(name: str, result: dict[str, Any]) -> str:
+    mib = 2**20
+    if result["reserved"] is not None:  # a GPU: allocated at most, and what was reserved
+        measured = (
+            f"measured {result['measured'] / mib:.0f} MiB allocated at most "
+            f"({result['reserved'] / mib:.0f} MiB reserved)"
         )
-        if done.returncode != 0:
-            print(done.stderr[-3000:], file=sys.stderr)
-            raise SystemExit(f"{name}: exit {done.returncode}")
-        result = json.loads(done.stdout.strip().splitlines()[-1])
-        results[name] = {
-            "spec": CASES[name][0],
-            "sets": STEPS + CASES[name][1],
-            "malloc": env.get("MALLOC_MMAP_THRESHOLD_", "default"),
-        } | result
-        mib = 2**20
-        print(
-            f"{name}: estimate {result['estimate']['total'] / mib:.0f} MiB, measured "
-            f"{result['measured'] / mib:.0f} MiB (peak RSS {result['peak'] / mib:.0f} - "
-            f"baseline {result['baseline_rss'] / mib:.0f}), ratio {result['ratio']:.2f}; "
-            f"step {result['estimated_step_s']:.2f} s estimated, "
-            f"{result['measured_step_s'] or float('nan'):.2f} s measured"
+    else:
+        measured = (
+            f"measured {result['measured'] / mib:.0f} MiB (peak RSS {result['peak'] / mib:.0f} - "
+            f"baseline {result['baseline_rss'] / mib:.0f})"
         )
-    options.out.parent.mkdir(parents=True, exist_ok=True)
-    options.out.write_text(json.dumps(results, indent=2) + "\n")
+    return (
+        f"{name}: estimate {result['estimate']['total'] / mib:.0f} MiB, {measured}, ratio "
+        f"{result['ratio']:.2f}; step {result['estimated_step_s']:.3g} s estimated, "
+        f"{result['measured_step_s'] or float('nan'):.3g} s measured"
+    )
 
 
 if __name__ == "__main__":

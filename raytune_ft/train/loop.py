@@ -30,6 +30,7 @@ from raytune_ft.storage import Location, StepLog, location_of
 from raytune_ft.tasks.registry import task_for
 from raytune_ft.train.export import Exporter, State, exported, host_copy, restore
 from raytune_ft.train.manifest import write_manifest
+from raytune_ft.train.optimizer import build_optimizer
 from raytune_ft.train.policies import (
     Performance,
     deepspeed_config,
@@ -168,11 +169,18 @@ class FinetuneRecipe:
             enable_checkpointing(model, self.perf.gradient_checkpointing)
         init_weights = weights_digest(model) if self.rank == 0 else None
         nodes = _worker_nodes(self.world)
-        optimizer = torch.optim.AdamW(
+        chosen = build_optimizer(
             _param_groups(model, spec.train.weight_decay),
-            lr=spec.train.learning_rate,
-            fused=self.perf.fused_optimizer or None,
+            spec.train.learning_rate,
+            offload=spec.deepspeed.offload_optimizer != "none",
+            fused=self.perf.fused_optimizer,
         )
+        optimizer = chosen.optimizer
+        if chosen.fallback_reason and self.rank == 0:
+            sys.__stderr__.write(
+                f"deepspeed.offload_optimizer: {chosen.fallback_reason}; the host step runs "
+                "torch's AdamW (slower)\n"
+            )
         self.lr_schedule = get_scheduler(
             spec.train.lr_scheduler,
             optimizer,
@@ -188,7 +196,9 @@ class FinetuneRecipe:
         if self.perf.compile:
             self.engine.compile()
         if self.rank == 0:
-            _record_runtime(self.run_dir, self.engine, precision, nodes, init_weights, self.perf)
+            _record_runtime(
+                self.run_dir, self.engine, precision, nodes, init_weights, self.perf, chosen.name
+            )
         self.trained_only = spec.peft.method != "none"
         self.exporter = Exporter(self.run_dir, self.tokenizer, self.engine.module, self.rank)
 
@@ -644,6 +654,7 @@ def _record_runtime(
     nodes: list[str],
     init_weights: str | None,
     performance: Performance,
+    optimizer: str,
 ) -> None:
     """What the engine really runs with (not what was asked): checked by tests and users."""
     import deepspeed
@@ -664,6 +675,8 @@ def _record_runtime(
             "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "init_weights_sha256": init_weights,
             "performance": asdict(performance),
+            "optimizer": optimizer,
+            "optimizer_on_host": bool(engine.zero_cpu_offload()),
         },
     )
 

@@ -134,6 +134,9 @@ def deepspeed_config(spec: ExperimentSpec, precision: Precision) -> dict[str, An
         "zero_optimization": zero,
         # We pass a torch AdamW: DeepSpeed's own would JIT-compile fused Adam (~80 s on CPU).
         "zero_allow_untested_optimizer": True,
+        # With the optimizer offloaded the step is DeepSpeed's CPU Adam where it builds, else
+        # torch's AdamW (train/optimizer.py), which DeepSpeed refuses unless this is off.
+        "zero_force_ds_cpu_optimizer": False,
         "steps_per_print": 10**9,
         # DeepSpeed's throughput timer synchronises the device at every forward and step.
         "timers": {"throughput": {"enabled": False}},

@@ -7,6 +7,8 @@ import ipaddress
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -278,3 +280,67 @@ def test_other_zero_stages_accumulation_and_bf16_train(
         spec, outcome.run_dir.local_path / "best-model", "test", outcome.summary["prepared_data"]
     )
     assert again["test_accuracy"] == pytest.approx(outcome.summary["test_metrics"]["test_accuracy"])
+
+
+def test_optimizer_offload_trains_as_on_the_device_with_deepspeeds_cpu_adam(
+    ray_local: None, tiny_bert: Path, keyword_data: Path, tmp_path: Path
+) -> None:
+    """ZeRO-2 with the optimizer on the host, two workers: DeepSpeed refuses torch's AdamW
+    there unless told, so the step is its CPU Adam (JIT-built on first use, then cached), and
+    the same seed gives the same losses as the optimizer on the device."""
+    losses, runtimes = {}, {}
+    for offload in ("none", "cpu"):
+        spec = validate_spec(
+            keyword_spec(tiny_bert, keyword_data, tmp_path / offload, epochs=2)
+            | {"deepspeed": {"zero_stage": 2, "offload_optimizer": offload}}
+        )
+        outcome = run_training(spec)
+        losses[offload] = [s["loss"] for s in read_steps(outcome.run_dir) if "loss" in s]
+        runtimes[offload] = outcome.summary["runtime"]
+        assert outcome.summary["test_metrics"]["test_accuracy"] > 0.9
+    assert (runtimes["cpu"]["optimizer"], runtimes["cpu"]["optimizer_on_host"]) == (
+        "deepspeed_cpu_adam",
+        True,
+    )
+    assert (runtimes["none"]["optimizer"], runtimes["none"]["optimizer_on_host"]) == (
+        "torch_adamw",
+        False,
+    )
+    assert len(losses["cpu"]) == len(losses["none"]) == 40
+    assert losses["cpu"] == pytest.approx(losses["none"], rel=1e-3, abs=1e-4)
+
+
+def test_optimizer_offload_falls_back_to_torch_adamw_when_cpu_adam_cannot_build(
+    tiny_bert: Path, keyword_data: Path, tmp_path: Path
+) -> None:
+    """A machine with no working C++ compiler (CXX that fails, an empty extension cache, so
+    the build is really tried): the run says why in one line and trains with torch's AdamW."""
+    import yaml
+
+    spec = keyword_spec(tiny_bert, keyword_data, tmp_path / "runs", epochs=2) | {
+        "deepspeed": {"zero_stage": 2, "offload_optimizer": "cpu"},
+        "scaling": {"num_workers": 1},
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    env = os.environ | {
+        "CXX": "/bin/false",
+        "TORCH_EXTENSIONS_DIR": str(tmp_path / "extensions"),
+    }  # the CLI's own local Ray hands this environment to its worker
+    done = subprocess.run(
+        [sys.executable, "-m", "raytune_ft", "train", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line for line in done.stderr.splitlines() if "deepspeed.offload_optimizer:" in line]
+    assert len(lines) == 1, done.stderr[-3000:]
+    assert "CPU Adam could not be built" in lines[0] and "torch's AdamW" in lines[0]
+    (run_dir,) = (tmp_path / "runs").glob("kw-train-*")
+    runtime = json.loads((run_dir / "runtime.json").read_text())
+    assert (runtime["optimizer"], runtime["optimizer_on_host"]) == ("torch_adamw", True)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["test_metrics"]["test_accuracy"] > 0.9

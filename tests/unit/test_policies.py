@@ -45,6 +45,8 @@ def test_deepspeed_config_derives_batch_fields_from_spec() -> None:
     assert zero["stage"] == 3 and zero["offload_optimizer"]["device"] == "cpu"
     assert zero["offload_param"]["device"] == "cpu"
     assert zero["stage3_gather_16bit_weights_on_model_save"] is True
+    # Else DeepSpeed refuses torch's AdamW, the fallback when its CPU Adam cannot be built.
+    assert config["zero_force_ds_cpu_optimizer"] is False
 
 
 def test_deepspeed_config_without_clipping_or_mixed_precision() -> None:
