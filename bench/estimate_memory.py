@@ -210,8 +210,13 @@ RECORDED_GPU: dict[str, tuple[str, list[str], float, str]] = {
 MEASURED_STEP_S = {"llama-3.2-1b shape full, seq 2048 mb16, zero2 bf16 liger": 32768 / 64451.1}
 
 
+# The cases `--gpu` measured on one H200 on 2026-11-29 (the allocated peaks are read back).
+GPU_RUN = "bench/results/estimate-gpu-h200-20261129.json"
+
+
 def recorded_gpu() -> dict[str, Any]:
-    """Estimates of the H200 records, on an H200 as the estimate knows it (bf16)."""
+    """Estimates of the H200 records, on an H200 as the estimate knows it (bf16): the
+    2026-11-27 runs' peaks, and the `--gpu` cases' of 2026-11-29, against this code's formula."""
     sys.path.insert(0, str(ROOT / "bench"))
     from gpu_throughput import write_model_folder
 
@@ -231,6 +236,7 @@ def recorded_gpu() -> dict[str, Any]:
                 "spec": spec_path,
                 "sets": sets,
                 "measured": measured,
+                "reserved": None,
                 "source": source,
                 "estimate": _parts(memory),
                 "ratio": memory.total / measured,
@@ -241,6 +247,30 @@ def recorded_gpu() -> dict[str, Any]:
                 f"{name}: estimate {memory.total / 2**30:.2f} GiB, measured "
                 f"{measured / 2**30:.2f} GiB, ratio {memory.total / measured:.2f}; step "
                 f"{found.step_seconds:.3g} s estimated, measured {MEASURED_STEP_S.get(name)}"
+            )
+        measured_run = json.loads((ROOT / GPU_RUN).read_text())
+        for name, (spec_path, sets) in GPU_CASES.items():
+            run = measured_run.get(name, {})
+            if "measured" not in run:  # the offload case failed on the lease (fixed since)
+                continue
+            spec = load_spec(ROOT / spec_path, [*STEPS, *sets, f"model.name_or_path={llama}"])
+            memory = estimate(spec, h200).memory
+            results[f"{name} (2026-11-29)"] = {
+                "spec": spec_path,
+                "sets": STEPS + sets,
+                "measured": run["measured"],
+                "reserved": run["reserved"],
+                "source": f"{GPU_RUN} {name}",
+                "estimate": _parts(memory),
+                "estimate_on_the_lease": run["estimate"],
+                "ratio": memory.total / run["measured"],
+                "ratio_on_the_lease": run["ratio"],
+            }
+            print(
+                f"{name}: estimate {memory.total / 2**30:.1f} GiB (on the lease "
+                f"{run['estimate']['total'] / 2**30:.1f}), measured "
+                f"{run['measured'] / 2**30:.1f} GiB, ratio {memory.total / run['measured']:.2f} "
+                f"(on the lease {run['ratio']:.2f})"
             )
     return results
 

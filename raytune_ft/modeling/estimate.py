@@ -15,8 +15,11 @@ Optimizations Toward Training Trillion Parameter Models", section 5):
 - optimizer: AdamW's two fp32 moments, 8*T, plus DeepSpeed's fp32 master copy, 4*T, which
   it keeps for 16-bit training and, at ZeRO >= 1, for fp32 too (its flat fp32 partition is a
   clone); divided by W from stage 1. A frozen parameter (a PEFT base) has none of these.
-- gradients: T*p (divided by W from stage 2), plus the fp32 copy of the gradient partition
-  the optimizer step reads in 16-bit training (4*T, divided by W from stage 1).
+- gradients: T*p (divided by W from stage 2). In 16-bit training the optimizer step also
+  builds an fp32 copy of the gradient partition (4*T, divided by W from stage 1) and frees it
+  there (deepspeed/runtime/zero/stage_1_and_2.py, "get rid of the fp32 gradients"): it
+  never meets the activations, which backward has freed by then, so the peak counts the
+  larger of the two (`Memory.step_gradients`).
 - buffers: DeepSpeed ZeRO-1/2/3's gradient-reduction bucket, `reduce_bucket_size` = 5e8
   elements of the training dtype, allocated whole (`torch.empty`) on a GPU (1 GB in bf16,
   whatever the model's size). On CPU only the pages written count towards resident memory:
@@ -25,21 +28,29 @@ Optimizations Toward Training Trillion Parameter Models", section 5):
   (Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models",
   section 4.1: s*b*h*(34 + 5*a*s/h) bytes per layer in 16-bit with a 4h MLP), written for any
   width: p*(2h norm inputs + h attention input + (h + 2*kv) Q/K/V + h attention output + h
-  MLP input + m*I MLP intermediates) + 2h bytes of dropout masks when the model has hidden
-  dropout, where m = 2 for a GELU MLP (its input and output) and 4 for a gated one (gate, up,
-  activation, product; Llama's SwiGLU). Eager attention also stores the a*s attention matrix
-  per token (p bytes, plus p + 1 with attention dropout: Korthikanti's 5*a*s/h term); SDPA
-  and flash-attention do not (they keep only the log-sum-exp, 4*a bytes). Outside the layers:
-  the embedding output and final norm input (2*p*h), and for LM tasks the logits over the
-  vocabulary, V*(p + 8) bytes per token (the logits, their fp32 upcast and the fp32
-  log-softmax of the cross-entropy). Tokens are micro_batch_size * data.max_length: an upper
-  bound where batches pad only to their longest row. Liger kernels (`performance.liger`)
-  keep two MLP intermediates instead of four (their SwiGLU recomputes the activation) and no
-  logits (their fused linear cross-entropy works in chunks). LoRA with dropout adds, per
-  adapted Linear, its dropped-out input and mask ((p + 1) * in_features) and its rank-r
-  output (p * r). With gradient checkpointing of every
-  N-th layer, ceil(L/N) layers keep only their input (p*h) and one of them is recomputed at
-  a time in backward (one layer's full set on top).
+  MLP input + m*I MLP intermediates) + 2h dropout masks when the model has hidden dropout,
+  where m = 2 for a GELU MLP (its input and output) and 4 for a gated one (gate, up,
+  activation, product; Llama's SwiGLU). A mask element is a byte on GPU and a noise element
+  of p bytes on CPU (torch's CPU dropout multiplies by a noise tensor). Eager attention also
+  stores the a*s attention matrix per token (p bytes, plus p + mask with attention dropout:
+  Korthikanti's 5*a*s/h term); SDPA and flash-attention keep only the log-sum-exp, 4*a bytes,
+  except on CPU with attention dropout, where SDPA runs its math path and keeps what eager
+  does. RMS norms computed in Python (Llama's, Qwen's, T5's) keep their input upcast to fp32
+  ((4 - p)*h more than the p*h counted), the normalized tensor their weight multiplies when
+  that weight trains (p*h) and 1/rms (4 bytes). Outside the layers: the embedding output
+  and final norm input (2*p*h), and for LM tasks the logits over the vocabulary, V*(p + 8)
+  bytes per token (the logits, their fp32 upcast and the fp32 log-softmax of the
+  cross-entropy). Tokens are micro_batch_size * data.max_length: an upper bound where
+  batches pad only to their longest row. Liger kernels (`performance.liger`) keep three
+  gated-MLP intermediates instead of four (their SwiGLU keeps gate and up; the down
+  projection keeps the product), no Python RMS norm, and no logits (their fused linear
+  cross-entropy works in chunks). LoRA adds per adapted Linear its rank-r output (p * r);
+  with dropout, its dropped-out input and mask ((p + mask) * in_features), and then the
+  frozen base's attention input, MLP input and MLP product (p*(2h + I)) are kept by no one.
+  `tests/unit/test_estimate_activations.py` checks the layer formula against the tensors
+  autograd keeps in Llama and BERT layers. With gradient checkpointing of every N-th layer,
+  ceil(L/N) layers keep only their input (p*h) and one of them is recomputed at a time in
+  backward (one layer's full set on top).
 
 Step time: FLOPs per token of a training step are 2*M forward + 2*M backward through the
 activations + 2*M_t for the weight gradients (M matmul weights, M_t of them trainable: a
@@ -100,6 +111,11 @@ class ModelShape:
     adapter_inputs: int = 0
     adapter_ranks: int = 0
     adapter_dropout: bool = False
+    # RMS norms computed in Python (Llama's, Qwen's, T5's: not Liger's fused kernel), over
+    # the whole model. Each keeps its input upcast to fp32 and, when its weight trains, the
+    # normalized tensor it multiplies: both on top of what the layer formula counts.
+    rms_norms: int = 0
+    norm_weights_trained: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,7 +133,7 @@ class Setup:
     checkpoint_every: int  # 0: none; N: every N-th layer
     eager_attention: bool  # stores the attention matrix
     on_gpu: bool
-    liger: bool = False  # Liger kernels: SwiGLU keeps 2 intermediates, no logits are stored
+    liger: bool = False  # Liger kernels: SwiGLU keeps 3 intermediates, no logits are stored
 
 
 @dataclass(frozen=True)
@@ -130,10 +146,20 @@ class Memory:
     activations: int
     buffers: int
     host: int = 0
+    # The fp32 gradient partition of 16-bit training: DeepSpeed builds it in the optimizer
+    # step from the 16-bit gradients and frees it there, after backward has freed the
+    # activations, so the peak holds one or the other, never both.
+    step_gradients: int = 0
 
     @property
     def total(self) -> int:
-        return self.weights + self.gradients + self.optimizer + self.activations + self.buffers
+        return (
+            self.weights
+            + self.gradients
+            + self.optimizer
+            + self.buffers
+            + max(self.activations, self.step_gradients)
+        )
 
 
 @dataclass(frozen=True)
@@ -192,11 +218,12 @@ def memory(shape: ModelShape, setup: Setup) -> Memory:
     optimizer = master + moments
     gradients = trainable * p // grad_shards
     fp32_grads = trainable * 4 // opt_shards if setup.precision != "fp32" else 0
+    step_gradients = 0
     if setup.offload_optimizer:
         host += optimizer + fp32_grads
         optimizer = 0
     else:
-        gradients += fp32_grads
+        step_gradients = fp32_grads
 
     buffers = 0
     if stage >= 1:
@@ -212,6 +239,7 @@ def memory(shape: ModelShape, setup: Setup) -> Memory:
         activations=activation_bytes(shape, setup),
         buffers=buffers,
         host=host,
+        step_gradients=step_gradients,
     )
 
 
@@ -220,18 +248,46 @@ def layer_activation_bytes_per_token(shape: ModelShape, setup: Setup) -> int:
     generalised to any MLP width, grouped-query attention and fp32)."""
     p = BYTES[setup.precision]
     h, kv, inter = shape.hidden, shape.kv_hidden, shape.intermediate
-    mlp = (4 if shape.gated_mlp and not setup.liger else 2) * inter
+    # Gated: gate, up, activation, product; Liger's SwiGLU keeps gate and up and the down
+    # projection keeps the product (liger_kernel/ops/swiglu.py saves a and b).
+    mlp = ((3 if setup.liger else 4) if shape.gated_mlp else 2) * inter
     kept = p * (2 * h + h + (h + 2 * kv) + h + h + mlp)
-    masks = 2 * h if shape.hidden_dropout else 0
+    mask = dropout_mask_bytes(setup)
+    masks = 2 * h * mask if shape.hidden_dropout else 0
     layers = max(1, shape.layers)
     adapters = p * shape.adapter_ranks // layers  # each adapter's rank-r output (lora_B input)
     if shape.adapter_dropout:
-        adapters += (p + 1) * shape.adapter_inputs // layers  # dropped-out input and its mask
-    if setup.eager_attention:
-        attention = shape.heads * setup.seq_len * (p + ((p + 1) if shape.attention_dropout else 0))
+        adapters += (p + mask) * shape.adapter_inputs // layers  # dropped-out input, its mask
+        # A frozen Linear keeps no input for a weight gradient; an adapter without dropout
+        # keeps that same tensor, one with dropout its own copy instead: the attention's and
+        # the MLP's inputs and the MLP's product are then kept by no one.
+        kept -= p * (2 * h + inter)
+    # On CPU, SDPA with attention dropout runs its math path, which stores what eager does.
+    if setup.eager_attention or (shape.attention_dropout and not setup.on_gpu):
+        attention = (
+            shape.heads * setup.seq_len * (p + ((p + mask) if shape.attention_dropout else 0))
+        )
     else:
         attention = 4 * shape.heads  # the kernel's log-sum-exp, fp32
-    return kept + masks + adapters + attention
+    norms = rms_norm_bytes_per_token(shape, setup) * (shape.rms_norms // layers)
+    return kept + masks + adapters + attention + norms
+
+
+def dropout_mask_bytes(setup: Setup) -> int:
+    """A dropout's mask per element: a bool on GPU; torch's CPU dropout multiplies by a noise
+    tensor of the input's dtype and keeps that."""
+    return 1 if setup.on_gpu else BYTES[setup.precision]
+
+
+def rms_norm_bytes_per_token(shape: ModelShape, setup: Setup) -> int:
+    """What one Python RMS norm keeps beyond the layer formula's p*h input: its input as
+    fp32 (`hidden_states.to(torch.float32)`, the same tensor in fp32 training) and, when its
+    weight trains, the normalized tensor that `weight * x` keeps for the weight's gradient;
+    and 1/rms, one fp32 per token."""
+    if not shape.rms_norms or setup.liger:  # Liger's kernel keeps the input and 1/rms only
+        return 0
+    p, h = BYTES[setup.precision], shape.hidden
+    return (4 - p) * h + (p * h if shape.norm_weights_trained else 0) + 4
 
 
 def activation_bytes(shape: ModelShape, setup: Setup) -> int:
@@ -243,7 +299,11 @@ def activation_bytes(shape: ModelShape, setup: Setup) -> int:
     kept = (shape.layers - checkpointed) * layer + checkpointed * p * shape.hidden
     if checkpointed:
         kept += layer  # the checkpointed layer being recomputed in backward
-    outside = 2 * p * shape.hidden + (shape.hidden if shape.hidden_dropout else 0)
+    outside = 2 * p * shape.hidden
+    outside += shape.hidden * dropout_mask_bytes(setup) if shape.hidden_dropout else 0
+    # the norms not in a layer (a final norm per stack)
+    layer_norms = (shape.rms_norms // max(1, shape.layers)) * shape.layers
+    outside += rms_norm_bytes_per_token(shape, setup) * (shape.rms_norms - layer_norms)
     if shape.token_logits and not setup.liger:  # Liger's fused linear cross-entropy: none
         outside += shape.vocab * (p + 8)
     return tokens * (kept + outside)
@@ -485,9 +545,13 @@ def shape_of_model(model: Any) -> ModelShape:
     largest = max(
         (sum(p.numel() for p in layer.parameters()) for ml in blocks for layer in ml), default=0
     )
-    adapter_inputs = adapter_ranks = 0
-    adapter_dropout = False
+    adapter_inputs = adapter_ranks = rms_norms = 0
+    adapter_dropout = norm_weights_trained = False
     for module in model.modules():
+        if type(module).__name__.endswith("RMSNorm") or type(module).__name__ == "T5LayerNorm":
+            rms_norms += 1
+            weight = getattr(module, "weight", None)
+            norm_weights_trained |= weight is not None and weight.requires_grad
         lora_a = getattr(module, "lora_A", None)
         if isinstance(lora_a, torch.nn.ModuleDict) and hasattr(module, "in_features"):
             for name, down in lora_a.items():
@@ -517,6 +581,8 @@ def shape_of_model(model: Any) -> ModelShape:
         adapter_inputs=adapter_inputs,
         adapter_ranks=adapter_ranks,
         adapter_dropout=adapter_dropout,
+        rms_norms=rms_norms,
+        norm_weights_trained=norm_weights_trained,
     )
 
 
@@ -645,7 +711,13 @@ def memory_problem(
             ("weights", mem.weights),
             ("gradients", mem.gradients),
             ("optimizer", mem.optimizer),
-            ("activations", mem.activations),
+            # the larger of the two: the one the total counts
+            ("activations", mem.activations)
+            if mem.activations >= mem.step_gradients
+            else (
+                "fp32 gradients of the optimizer step (more than the activations)",
+                mem.step_gradients,
+            ),
             ("buffers", mem.buffers),
         )
         if value
@@ -718,6 +790,7 @@ def as_dict(found: Estimate) -> dict[str, Any]:
             "optimizer": mem.optimizer,
             "activations": mem.activations,
             "buffers": mem.buffers,
+            "step_gradients": mem.step_gradients,
             "total": mem.total,
             "host_offloaded": mem.host,
         },
@@ -768,6 +841,12 @@ def report_rows(found: Estimate) -> list[tuple[str, str]]:
         ("optimizer state", gib(mem.optimizer)),
         ("activations", gib(mem.activations)),
         ("DeepSpeed buffers", gib(mem.buffers)),
+    ]
+    if mem.step_gradients:
+        rows.append(
+            ("fp32 gradients", f"{gib(mem.step_gradients)} (at the step, not with the activations)")
+        )
+    rows += [
         ("total per device", gib(mem.total)),
     ]
     if mem.host:

@@ -14,7 +14,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from raytune_ft.storage import Location, StepLog, location_of
 from raytune_ft.tasks.registry import task_for
 from raytune_ft.train.export import Exporter, State, exported, host_copy, restore
 from raytune_ft.train.manifest import write_manifest
-from raytune_ft.train.optimizer import build_optimizer
+from raytune_ft.train.optimizer import agreed_problem, build_optimizer, cpu_adam_problem
 from raytune_ft.train.policies import (
     Performance,
     deepspeed_config,
@@ -169,14 +169,19 @@ class FinetuneRecipe:
             enable_checkpointing(model, self.perf.gradient_checkpointing)
         init_weights = weights_digest(model) if self.rank == 0 else None
         nodes = _worker_nodes(self.world)
+        offload = spec.deepspeed.offload_optimizer != "none"
+        if offload:  # the host step is never torch's fused kernel: record what runs
+            self.perf = replace(self.perf, fused_optimizer=False)
         chosen = build_optimizer(
             _param_groups(model, spec.train.weight_decay),
             spec.train.learning_rate,
-            offload=spec.deepspeed.offload_optimizer != "none",
+            offload=offload,
             fused=self.perf.fused_optimizer,
+            cpu_adam_problem=agreed_problem(cpu_adam_problem(), self.world) if offload else None,
         )
         optimizer = chosen.optimizer
         if chosen.fallback_reason and self.rank == 0:
+            # Not print(): Ray Train V2 patches it in workers and the line would show twice.
             sys.__stderr__.write(
                 f"deepspeed.offload_optimizer: {chosen.fallback_reason}; the host step runs "
                 "torch's AdamW (slower)\n"
@@ -263,7 +268,12 @@ class FinetuneRecipe:
         schedule.base_lrs = [train.learning_rate] * len(schedule.base_lrs)
         # The schedule's value at its restored step, from the new base.
         lrs = [train.learning_rate * f(schedule.last_epoch) for f in schedule.lr_lambdas]
-        for group, lr in zip(schedule.optimizer.param_groups, lrs, strict=True):
+        optimizer = schedule.optimizer
+        for group, lr in zip(optimizer.param_groups, lrs, strict=True):
+            # A checkpoint written by the other AdamW (offloaded: DeepSpeed's CPU Adam where it
+            # builds, torch's where not) lacks some of this one's group keys.
+            for key, value in optimizer.defaults.items():
+                group.setdefault(key, value)
             group["initial_lr"], group["lr"] = train.learning_rate, lr
             if group.get("decayed", group["weight_decay"] > 0):  # older checkpoints: no mark
                 group["weight_decay"] = train.weight_decay

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
 TORCH_ADAMW = "torch_adamw"
 DEEPSPEED_CPU_ADAM = "deepspeed_cpu_adam"
@@ -26,32 +27,45 @@ class ChosenOptimizer:
 
 
 def build_optimizer(
-    groups: list[dict[str, Any]], lr: float, *, offload: bool, fused: bool
+    groups: list[dict[str, Any]],
+    lr: float,
+    *,
+    offload: bool,
+    fused: bool,
+    cpu_adam_problem: str | None = None,
 ) -> ChosenOptimizer:
-    """AdamW with decoupled weight decay over `groups` (each carries its own weight_decay)."""
+    """AdamW with decoupled weight decay over `groups` (each carries its own weight_decay);
+    offloaded, DeepSpeed's CPU Adam unless `cpu_adam_problem` says why it cannot be."""
     if not offload:
         return ChosenOptimizer(torch.optim.AdamW(groups, lr=lr, fused=fused or None), TORCH_ADAMW)
-    reason = cpu_adam_unavailable()
-    if reason is None:
+    if cpu_adam_problem is None:
         from deepspeed.ops.adam import DeepSpeedCPUAdam
 
         return ChosenOptimizer(DeepSpeedCPUAdam(groups, lr=lr, adamw_mode=True), DEEPSPEED_CPU_ADAM)
-    return ChosenOptimizer(torch.optim.AdamW(groups, lr=lr), TORCH_ADAMW, reason)
+    return ChosenOptimizer(torch.optim.AdamW(groups, lr=lr), TORCH_ADAMW, cpu_adam_problem)
 
 
-def cpu_adam_unavailable() -> str | None:
-    """None when DeepSpeed's CPU Adam op loads (prebuilt, or JIT-built now: about a minute of
-    g++ once per machine, then cached), else why not in one line."""
+def cpu_adam_problem() -> str | None:
+    """None when DeepSpeed's CPU Adam op loads on this machine (prebuilt, or JIT-built now:
+    about a minute of g++ once per machine, then cached), else why not, in one line."""
     from deepspeed.ops.op_builder import CPUAdamBuilder
 
-    builder = CPUAdamBuilder()
-    if not builder.is_compatible():
-        return "DeepSpeed's CPU Adam is not compatible with this machine"
     try:
-        builder.load()
+        CPUAdamBuilder().load()
     # The JIT build fails in many ways (no compiler, no ninja, a header missing), each its own
     # exception type; every one of them means the same here: use torch's AdamW.
     except Exception as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        return f"DeepSpeed's CPU Adam could not be built ({type(error).__name__}: {first})"
+        message = str(error).strip()
+        first = f": {message.splitlines()[0]}" if message else ""
+        return f"DeepSpeed's CPU Adam could not be built ({type(error).__name__}{first})"
     return None
+
+
+def agreed_problem(problem: str | None, world: int) -> str | None:
+    """The first rank's problem, if any rank has one: all ranks must step the same optimizer
+    (a node without a compiler would otherwise train with other math than the rest)."""
+    if world == 1:
+        return problem
+    problems: list[Any] = [None] * world
+    dist.all_gather_object(problems, problem)
+    return next((f"rank {r}: {p}" for r, p in enumerate(problems) if p is not None), None)

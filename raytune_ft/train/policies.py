@@ -132,10 +132,10 @@ def deepspeed_config(spec: ExperimentSpec, precision: Precision) -> dict[str, An
         "train_micro_batch_size_per_gpu": spec.train.micro_batch_size,
         "gradient_accumulation_steps": spec.train.gradient_accumulation_steps,
         "zero_optimization": zero,
-        # We pass a torch AdamW: DeepSpeed's own would JIT-compile fused Adam (~80 s on CPU).
+        # We pass the optimizer (train/optimizer.py): torch's AdamW on the device, DeepSpeed's
+        # CPU Adam when offloaded where it builds, else torch's AdamW, which DeepSpeed refuses
+        # for an offloaded optimizer unless zero_force_ds_cpu_optimizer is off.
         "zero_allow_untested_optimizer": True,
-        # With the optimizer offloaded the step is DeepSpeed's CPU Adam where it builds, else
-        # torch's AdamW (train/optimizer.py), which DeepSpeed refuses unless this is off.
         "zero_force_ds_cpu_optimizer": False,
         "steps_per_print": 10**9,
         # DeepSpeed's throughput timer synchronises the device at every forward and step.

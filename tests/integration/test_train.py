@@ -282,6 +282,34 @@ def test_other_zero_stages_accumulation_and_bf16_train(
     assert again["test_accuracy"] == pytest.approx(outcome.summary["test_metrics"]["test_accuracy"])
 
 
+def test_deepspeeds_cpu_adam_steps_as_torchs_adamw() -> None:
+    """The offloaded optimizer's math: decoupled weight decay per group, the same defaults."""
+    import torch
+
+    from raytune_ft.train.optimizer import build_optimizer
+
+    torch.manual_seed(0)
+    start = [torch.randn(8, 4), torch.randn(4)]
+    grads = [[torch.randn_like(t) for t in start] for _ in range(3)]
+    params = {}
+    for offload in (False, True):
+        weights = [t.clone().requires_grad_() for t in start]
+        groups = [
+            {"params": [weights[0]], "weight_decay": 0.1, "decayed": True},
+            {"params": [weights[1]], "weight_decay": 0.0, "decayed": False},
+        ]
+        chosen = build_optimizer(groups, 1e-2, offload=offload, fused=False)
+        for step in grads:
+            for weight, grad in zip(weights, step, strict=True):
+                weight.grad = grad.clone()
+            chosen.optimizer.step()
+        params[chosen.name] = [w.detach() for w in weights]
+    assert set(params) == {"torch_adamw", "deepspeed_cpu_adam"}
+    for ours, theirs in zip(params["deepspeed_cpu_adam"], params["torch_adamw"], strict=True):
+        assert torch.allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(params["torch_adamw"][0], start[0])  # it stepped
+
+
 def test_optimizer_offload_trains_as_on_the_device_with_deepspeeds_cpu_adam(
     ray_local: None, tiny_bert: Path, keyword_data: Path, tmp_path: Path
 ) -> None:

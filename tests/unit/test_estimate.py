@@ -85,6 +85,51 @@ def test_sdpa_drops_the_attention_matrix_and_fp32_doubles_the_stored_tensors() -
     assert fp32 - masks == 2 * (sdpa - masks - 4 * GPT.heads) + 4 * GPT.heads
 
 
+def test_fp32_gradients_of_the_step_never_add_to_the_activations() -> None:
+    # DeepSpeed makes the fp32 gradient partition inside the optimizer step and frees it
+    # there; the activations are gone by then: the peak holds the larger of the two.
+    found = memory(GPT, SETUP)
+    assert found.step_gradients == 4 * GPT.trainable_params  # bf16, one worker
+    static = found.weights + found.gradients + found.optimizer + found.buffers
+    assert found.total == static + max(found.activations, found.step_gradients)
+    short = memory(GPT, replace(SETUP, micro_batch_size=1, seq_len=8))
+    assert short.activations < short.step_gradients
+    assert short.total == static + short.step_gradients
+    assert memory(GPT, replace(SETUP, precision="fp32")).step_gradients == 0
+
+
+def test_dropout_masks_are_bytes_on_gpu_and_noise_tensors_on_cpu() -> None:
+    cpu = layer_activation_bytes_per_token(GPT, replace(SETUP, on_gpu=False))
+    # Two hidden dropouts of h: one byte each on GPU, a bf16 noise element on CPU; attention
+    # dropout makes CPU SDPA run its math path, which keeps the attention matrix as eager does.
+    eager_gpu = layer_activation_bytes_per_token(GPT, replace(SETUP, eager_attention=True))
+    attention = GPT.heads * SETUP.seq_len
+    assert cpu - eager_gpu == 2 * GPT.hidden + attention
+
+
+def test_liger_keeps_three_mlp_intermediates_of_a_gated_mlp() -> None:
+    gated = replace(GPT, gated_mlp=True, hidden_dropout=False, attention_dropout=False)
+    plain = layer_activation_bytes_per_token(gated, SETUP)
+    liger = layer_activation_bytes_per_token(gated, replace(SETUP, liger=True))
+    assert plain - liger == 2 * GPT.intermediate  # one bf16 intermediate of four
+
+
+def test_rms_norms_keep_an_fp32_input_and_the_normalized_tensor_of_a_trained_weight() -> None:
+    llama = replace(GPT, rms_norms=2 * GPT.layers + 1, norm_weights_trained=True)
+    base = layer_activation_bytes_per_token(GPT, SETUP)
+    h = GPT.hidden
+    per_norm = {"bf16": 2 * h + 2 * h + 4, "fp32": 0 + 4 * h + 4}
+    for precision, extra in per_norm.items():
+        setup = replace(SETUP, precision=precision)
+        before = layer_activation_bytes_per_token(GPT, setup)
+        assert layer_activation_bytes_per_token(llama, setup) - before == 2 * extra
+    frozen = replace(llama, norm_weights_trained=False)  # under LoRA: no weight gradient
+    assert layer_activation_bytes_per_token(frozen, SETUP) - base == 2 * (2 * h + 4)
+    assert layer_activation_bytes_per_token(llama, replace(SETUP, liger=True)) == (
+        layer_activation_bytes_per_token(GPT, replace(SETUP, liger=True))
+    )  # Liger's fused norm keeps only what the formula already counts
+
+
 def test_zero_2_over_4_workers_divides_gradients_and_optimizer_by_4() -> None:
     one = memory(GPT, SETUP)
     four = memory(GPT, replace(SETUP, workers=4))
@@ -106,7 +151,9 @@ def test_offload_moves_optimizer_state_to_the_host() -> None:
     on_device = memory(GPT, replace(SETUP, zero_stage=2, workers=2))
     offloaded = memory(GPT, replace(SETUP, zero_stage=2, workers=2, offload_optimizer=True))
     assert offloaded.optimizer == 0
-    assert offloaded.host == on_device.optimizer + (on_device.gradients - offloaded.gradients)
+    # The fp32 gradient partition goes to the host with the optimizer it feeds.
+    assert offloaded.host == on_device.optimizer + on_device.step_gradients
+    assert offloaded.step_gradients == 0 < on_device.step_gradients
     assert offloaded.total < on_device.total
     params = memory(
         GPT, replace(SETUP, zero_stage=3, workers=2, offload_optimizer=True, offload_params=True)
