@@ -15,11 +15,12 @@ Optimizations Toward Training Trillion Parameter Models", section 5):
 - optimizer: AdamW's two fp32 moments, 8*T, plus DeepSpeed's fp32 master copy, 4*T, which
   it keeps for 16-bit training and, at ZeRO >= 1, for fp32 too (its flat fp32 partition is a
   clone); divided by W from stage 1. A frozen parameter (a PEFT base) has none of these.
-- gradients: T*p (divided by W from stage 2). In 16-bit training the optimizer step also
-  builds an fp32 copy of the gradient partition (4*T, divided by W from stage 1) and frees it
-  there (deepspeed/runtime/zero/stage_1_and_2.py, "get rid of the fp32 gradients"): it
-  never meets the activations, which backward has freed by then, so the peak counts the
-  larger of the two (`Memory.step_gradients`).
+- gradients: T*p (divided by W from stage 2). The optimizer step also builds, from ZeRO-1 on,
+  a flat copy of the gradient partition (T*p/W) and in 16-bit training its fp32 cast (4*T/W;
+  at ZeRO-0 only the fp32 copy, 4*T) and frees them there
+  (deepspeed/runtime/zero/stage_1_and_2.py, "get rid of the fp32 gradients"): they never meet
+  the activations, which backward has freed by then, so the peak counts the larger of the two
+  (`Memory.step_gradients`).
 - buffers: DeepSpeed ZeRO-1/2/3's gradient-reduction bucket, `reduce_bucket_size` = 5e8
   elements of the training dtype, allocated whole (`torch.empty`) on a GPU (1 GB in bf16,
   whatever the model's size). On CPU only the pages written count towards resident memory:
@@ -27,30 +28,34 @@ Optimizations Toward Training Trillion Parameter Models", section 5):
 - activations: per transformer layer and token, the tensors autograd keeps for backward
   (Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models",
   section 4.1: s*b*h*(34 + 5*a*s/h) bytes per layer in 16-bit with a 4h MLP), written for any
-  width: p*(2h norm inputs + h attention input + (h + 2*kv) Q/K/V + h attention output + h
-  MLP input + m*I MLP intermediates) + 2h dropout masks when the model has hidden dropout,
-  where m = 2 for a GELU MLP (its input and output) and 4 for a gated one (gate, up,
-  activation, product; Llama's SwiGLU). A mask element is a byte on GPU and a noise element
-  of p bytes on CPU (torch's CPU dropout multiplies by a noise tensor). Eager attention also
-  stores the a*s attention matrix per token (p bytes, plus p + mask with attention dropout:
-  Korthikanti's 5*a*s/h term); SDPA and flash-attention keep only the log-sum-exp, 4*a bytes,
-  except on CPU with attention dropout, where SDPA runs its math path and keeps what eager
-  does. RMS norms computed in Python (Llama's, Qwen's, T5's) keep their input upcast to fp32
-  ((4 - p)*h more than the p*h counted), the normalized tensor their weight multiplies when
-  that weight trains (p*h) and 1/rms (4 bytes). Outside the layers: the embedding output
-  and final norm input (2*p*h), and for LM tasks the logits over the vocabulary, V*(p + 8)
-  bytes per token (the logits, their fp32 upcast and the fp32 log-softmax of the
-  cross-entropy). Tokens are micro_batch_size * data.max_length: an upper bound where
-  batches pad only to their longest row. Liger kernels (`performance.liger`) keep three
-  gated-MLP intermediates instead of four (their SwiGLU keeps gate and up; the down
+  width: p*(2h norm inputs + h attention input + (q + 2*kv) Q/K/V + q attention output + h MLP
+  input + m*I MLP intermediates) + 2h dropout masks when the model has hidden dropout, where q
+  = heads * head_dim (the hidden size h unless the config sets head_dim otherwise), where m =
+  2 for a GELU MLP (its input and output) and 4 for a gated one (gate, up, activation,
+  product; Llama's SwiGLU). A mask element is a byte on GPU and a noise element of p bytes on
+  CPU (torch's CPU dropout multiplies by a noise tensor). Eager attention also stores the a*s
+  attention matrix per token (p bytes, plus p + mask with attention dropout: Korthikanti's
+  5*a*s/h term); SDPA and flash-attention keep only the log-sum-exp, 4*a bytes, except on CPU
+  with attention dropout, where SDPA runs its math path in fp32 and keeps fp32 copies of Q, K
+  and V and the attention matrices eager keeps, at 4 bytes. RMS norms computed in Python keep
+  their input upcast to fp32 ((4 - p)*h more than the p*h counted), the normalized tensor
+  their weight multiplies when that weight trains (p*h; Gemma's in fp32) and 1/rms (4 bytes);
+  T5's keep the whole fp32 copy beside their input; per-head norms (Qwen3's q_norm, k_norm)
+  run over every head and keep their own input too (`RmsNorm`). Outside the layers: the
+  embedding output and final norm input (2*p*h), and for LM tasks the logits over the
+  vocabulary, V*(p + 8) bytes per token (the logits, their fp32 upcast and the fp32
+  log-softmax of the cross-entropy). Tokens are micro_batch_size * data.max_length: an upper
+  bound where batches pad only to their longest row. Liger kernels (`performance.liger`) keep
+  three gated-MLP intermediates instead of four (their SwiGLU keeps gate and up; the down
   projection keeps the product), no Python RMS norm, and no logits (their fused linear
-  cross-entropy works in chunks). LoRA adds per adapted Linear its rank-r output (p * r);
-  with dropout, its dropped-out input and mask ((p + mask) * in_features), and then the
-  frozen base's attention input, MLP input and MLP product (p*(2h + I)) are kept by no one.
+  cross-entropy works in chunks). LoRA adds per adapted Linear in the layers (one outside,
+  BERT's pooler, sees one token per row) its rank-r output (p * r); with dropout, its
+  dropped-out input and mask ((p + mask) * in_features), and then the frozen base's attention
+  input, MLP input and MLP product (p*(2h + I)) are kept by no one.
   `tests/unit/test_estimate_activations.py` checks the layer formula against the tensors
-  autograd keeps in Llama and BERT layers. With gradient checkpointing of every N-th layer,
-  ceil(L/N) layers keep only their input (p*h) and one of them is recomputed at a time in
-  backward (one layer's full set on top).
+  autograd keeps in Llama, Gemma, Qwen3 and BERT layers on CPU. With gradient checkpointing of
+  every N-th layer, ceil(L/N) layers keep only their input (p*h) and one of them is recomputed
+  at a time in backward (one layer's full set on top).
 
 Step time: FLOPs per token of a training step are 2*M forward + 2*M backward through the
 activations + 2*M_t for the weight gradients (M matmul weights, M_t of them trainable: a
@@ -111,11 +116,40 @@ class ModelShape:
     adapter_inputs: int = 0
     adapter_ranks: int = 0
     adapter_dropout: bool = False
-    # RMS norms computed in Python (Llama's, Qwen's, T5's: not Liger's fused kernel), over
-    # the whole model. Each keeps its input upcast to fp32 and, when its weight trains, the
-    # normalized tensor it multiplies: both on top of what the layer formula counts.
-    rms_norms: int = 0
-    norm_weights_trained: bool = False
+    # RMS norms computed in Python (Llama's, Qwen's, Gemma's, T5's; not Liger's kernel):
+    # what each keeps beyond the layer formula's count depends on its family (`RmsNorm`).
+    rms_norms: tuple[RmsNorm, ...] = ()
+    # heads * head_dim where it is not the hidden size (Qwen3, Gemma): the query's and the
+    # attention output's width; 0: the hidden size
+    query_hidden: int = 0
+
+
+@dataclass(frozen=True)
+class RmsNorm:
+    """One Python RMS norm of the model, per token: `width` elements normalized (a per-head
+    norm, Qwen3's q_norm, normalizes every head: heads * head_dim), `rows` 1/rms values."""
+
+    family: Literal["llama", "gemma", "t5"]
+    width: int
+    rows: int
+    trained: bool  # its weight trains: the tensor it multiplies is kept for the gradient
+    in_layer: bool  # inside a transformer layer (else a final norm, counted outside)
+    # A per-head norm sits between a projection and attention: the formula's Q/K count is
+    # the normalized tensor attention keeps, not this norm's input, which it keeps too.
+    per_head: bool = False
+
+    def extra_bytes(self, p: int) -> int:
+        """Bytes kept beyond the p * width input the layer formula counts.
+
+        Llama (`LlamaRMSNorm`, and Qwen's, Mistral's): the input upcast to fp32 (a copy in
+        16-bit training) and the normalized tensor in the training dtype. Gemma: the same,
+        but the normalized tensor stays fp32 (`output * (1.0 + weight.float())`). T5: the
+        fp32 copy feeds only the variance; the normalization multiplies the input itself,
+        which is kept too, so the copy is extra even where the formula counts the input."""
+        upcast = (4 - p) * self.width if self.family != "t5" else (4 * self.width if p < 4 else 0)
+        normalized = (4 if self.family == "gemma" else p) * self.width if self.trained else 0
+        own_input = p * self.width if self.per_head else 0
+        return upcast + normalized + 4 * self.rows + own_input
 
 
 @dataclass(frozen=True)
@@ -218,12 +252,15 @@ def memory(shape: ModelShape, setup: Setup) -> Memory:
     optimizer = master + moments
     gradients = trainable * p // grad_shards
     fp32_grads = trainable * 4 // opt_shards if setup.precision != "fp32" else 0
+    # At the step ZeRO >= 1 flattens the partition's gradients (a copy in the training dtype)
+    # and casts that to fp32 (another copy in 16-bit training); both live only in the step.
+    flat = trainable * p // opt_shards if stage >= 1 else 0
     step_gradients = 0
     if setup.offload_optimizer:
         host += optimizer + fp32_grads
         optimizer = 0
     else:
-        step_gradients = fp32_grads
+        step_gradients = flat + fp32_grads
 
     buffers = 0
     if stage >= 1:
@@ -251,7 +288,12 @@ def layer_activation_bytes_per_token(shape: ModelShape, setup: Setup) -> int:
     # Gated: gate, up, activation, product; Liger's SwiGLU keeps gate and up and the down
     # projection keeps the product (liger_kernel/ops/swiglu.py saves a and b).
     mlp = ((3 if setup.liger else 4) if shape.gated_mlp else 2) * inter
-    kept = p * (2 * h + h + (h + 2 * kv) + h + h + mlp)
+    q = shape.query_hidden or h
+    # On CPU, SDPA with attention dropout runs its math path, which works in fp32: it keeps
+    # fp32 copies of Q, K and V and the attention matrices eager keeps, in fp32.
+    math_path = shape.attention_dropout and not setup.on_gpu and not setup.eager_attention
+    qkv = 4 if math_path else p
+    kept = p * (2 * h + h + q + h + mlp) + qkv * (q + 2 * kv)
     mask = dropout_mask_bytes(setup)
     masks = 2 * h * mask if shape.hidden_dropout else 0
     layers = max(1, shape.layers)
@@ -262,14 +304,15 @@ def layer_activation_bytes_per_token(shape: ModelShape, setup: Setup) -> int:
         # keeps that same tensor, one with dropout its own copy instead: the attention's and
         # the MLP's inputs and the MLP's product are then kept by no one.
         kept -= p * (2 * h + inter)
-    # On CPU, SDPA with attention dropout runs its math path, which stores what eager does.
-    if setup.eager_attention or (shape.attention_dropout and not setup.on_gpu):
+    if math_path:  # the probabilities, the dropout's noise and the dropped probabilities
+        attention = shape.heads * setup.seq_len * 12
+    elif setup.eager_attention:
         attention = (
             shape.heads * setup.seq_len * (p + ((p + mask) if shape.attention_dropout else 0))
         )
     else:
         attention = 4 * shape.heads  # the kernel's log-sum-exp, fp32
-    norms = rms_norm_bytes_per_token(shape, setup) * (shape.rms_norms // layers)
+    norms = rms_norm_bytes_per_token(shape, setup, in_layer=True) // layers
     return kept + masks + adapters + attention + norms
 
 
@@ -279,15 +322,13 @@ def dropout_mask_bytes(setup: Setup) -> int:
     return 1 if setup.on_gpu else BYTES[setup.precision]
 
 
-def rms_norm_bytes_per_token(shape: ModelShape, setup: Setup) -> int:
-    """What one Python RMS norm keeps beyond the layer formula's p*h input: its input as
-    fp32 (`hidden_states.to(torch.float32)`, the same tensor in fp32 training) and, when its
-    weight trains, the normalized tensor that `weight * x` keeps for the weight's gradient;
-    and 1/rms, one fp32 per token."""
-    if not shape.rms_norms or setup.liger:  # Liger's kernel keeps the input and 1/rms only
+def rms_norm_bytes_per_token(shape: ModelShape, setup: Setup, in_layer: bool) -> int:
+    """What the model's Python RMS norms keep beyond the formula's count, per token: those
+    inside the layers (all layers together), or the others."""
+    if setup.liger:  # Liger's fused norm keeps its input and 1/rms only
         return 0
-    p, h = BYTES[setup.precision], shape.hidden
-    return (4 - p) * h + (p * h if shape.norm_weights_trained else 0) + 4
+    p = BYTES[setup.precision]
+    return sum(n.extra_bytes(p) for n in shape.rms_norms if n.in_layer == in_layer)
 
 
 def activation_bytes(shape: ModelShape, setup: Setup) -> int:
@@ -301,9 +342,7 @@ def activation_bytes(shape: ModelShape, setup: Setup) -> int:
         kept += layer  # the checkpointed layer being recomputed in backward
     outside = 2 * p * shape.hidden
     outside += shape.hidden * dropout_mask_bytes(setup) if shape.hidden_dropout else 0
-    # the norms not in a layer (a final norm per stack)
-    layer_norms = (shape.rms_norms // max(1, shape.layers)) * shape.layers
-    outside += rms_norm_bytes_per_token(shape, setup) * (shape.rms_norms - layer_norms)
+    outside += rms_norm_bytes_per_token(shape, setup, in_layer=False)  # final norms
     if shape.token_logits and not setup.liger:  # Liger's fused linear cross-entropy: none
         outside += shape.vocab * (p + 8)
     return tokens * (kept + outside)
@@ -545,14 +584,19 @@ def shape_of_model(model: Any) -> ModelShape:
     largest = max(
         (sum(p.numel() for p in layer.parameters()) for ml in blocks for layer in ml), default=0
     )
-    adapter_inputs = adapter_ranks = rms_norms = 0
-    adapter_dropout = norm_weights_trained = False
+    in_layers = {id(m) for ml in blocks for layer in ml for m in layer.modules()}
+    rms_norms = tuple(
+        norm
+        for name, module in model.named_modules()
+        if (norm := _rms_norm(name, module, id(module) in in_layers, hidden, heads, kv_heads))
+    )
+    adapter_inputs = adapter_ranks = 0
+    adapter_dropout = False
     for module in model.modules():
-        if type(module).__name__.endswith("RMSNorm") or type(module).__name__ == "T5LayerNorm":
-            rms_norms += 1
-            weight = getattr(module, "weight", None)
-            norm_weights_trained |= weight is not None and weight.requires_grad
         lora_a = getattr(module, "lora_A", None)
+        # An adapter outside the layers (BERT's pooler) sees one token per row: not counted.
+        if id(module) not in in_layers:
+            continue
         if isinstance(lora_a, torch.nn.ModuleDict) and hasattr(module, "in_features"):
             for name, down in lora_a.items():
                 adapter_inputs += module.in_features
@@ -569,6 +613,7 @@ def shape_of_model(model: Any) -> ModelShape:
         hidden=hidden,
         heads=heads,
         kv_hidden=kv_heads * head_dim,
+        query_hidden=heads * head_dim if heads * head_dim != hidden else 0,
         intermediate=intermediate,
         gated_mlp=gated,
         vocab=int(first("vocab_size", default=0) or 0),
@@ -582,8 +627,26 @@ def shape_of_model(model: Any) -> ModelShape:
         adapter_ranks=adapter_ranks,
         adapter_dropout=adapter_dropout,
         rms_norms=rms_norms,
-        norm_weights_trained=norm_weights_trained,
     )
+
+
+def _rms_norm(
+    name: str, module: Any, in_layer: bool, hidden: int, heads: int, kv_heads: int
+) -> RmsNorm | None:
+    """The module as an `RmsNorm` when it is a Python RMS norm, else None."""
+    kind = type(module).__name__
+    if kind.startswith("Liger") or not kind.endswith(("RMSNorm", "T5LayerNorm")):
+        return None
+    family = "t5" if kind.endswith("T5LayerNorm") else "gemma" if "Gemma" in kind else "llama"
+    weight = getattr(module, "weight", None)
+    width = int(weight.numel()) if weight is not None else hidden
+    rows = 1
+    per_head = width < hidden  # Qwen3's q_norm and k_norm: one per head, over every head
+    if per_head:
+        rows = kv_heads if name.rsplit(".", 1)[-1].startswith("k") else heads
+        width *= rows
+    trained = weight is not None and bool(weight.requires_grad)
+    return RmsNorm(family, width, rows, trained, in_layer, per_head)
 
 
 def model_shape(spec: ExperimentSpec, labels: list[str] | None = None) -> tuple[ModelShape, bool]:

@@ -17,6 +17,7 @@ from raytune_ft.errors import UserError
 from raytune_ft.modeling.estimate import (
     Device,
     ModelShape,
+    RmsNorm,
     Setup,
     activation_bytes,
     device_for,
@@ -89,22 +90,30 @@ def test_fp32_gradients_of_the_step_never_add_to_the_activations() -> None:
     # DeepSpeed makes the fp32 gradient partition inside the optimizer step and frees it
     # there; the activations are gone by then: the peak holds the larger of the two.
     found = memory(GPT, SETUP)
-    assert found.step_gradients == 4 * GPT.trainable_params  # bf16, one worker
+    # bf16, one worker: the flattened partition (2 bytes) and its fp32 cast (4)
+    assert found.step_gradients == (2 + 4) * GPT.trainable_params
     static = found.weights + found.gradients + found.optimizer + found.buffers
     assert found.total == static + max(found.activations, found.step_gradients)
     short = memory(GPT, replace(SETUP, micro_batch_size=1, seq_len=8))
     assert short.activations < short.step_gradients
     assert short.total == static + short.step_gradients
-    assert memory(GPT, replace(SETUP, precision="fp32")).step_gradients == 0
+    # fp32: the flat copy only; ZeRO-0 in bf16: the fp32 copy only
+    assert memory(GPT, replace(SETUP, precision="fp32")).step_gradients == (
+        4 * GPT.trainable_params
+    )
+    assert memory(GPT, replace(SETUP, zero_stage=0)).step_gradients == 4 * GPT.trainable_params
 
 
 def test_dropout_masks_are_bytes_on_gpu_and_noise_tensors_on_cpu() -> None:
     cpu = layer_activation_bytes_per_token(GPT, replace(SETUP, on_gpu=False))
-    # Two hidden dropouts of h: one byte each on GPU, a bf16 noise element on CPU; attention
-    # dropout makes CPU SDPA run its math path, which keeps the attention matrix as eager does.
     eager_gpu = layer_activation_bytes_per_token(GPT, replace(SETUP, eager_attention=True))
-    attention = GPT.heads * SETUP.seq_len
-    assert cpu - eager_gpu == 2 * GPT.hidden + attention
+    # Two hidden dropouts of h: a byte per element on GPU, a bf16 noise element on CPU. With
+    # attention dropout CPU SDPA runs its math path in fp32: Q, K and V as fp32 copies, and
+    # probabilities, noise and dropped probabilities at 4 bytes each (eager on GPU: 2 + 2 + 1).
+    masks = 2 * GPT.hidden
+    qkv = (4 - 2) * (GPT.hidden + 2 * GPT.kv_hidden)
+    attention = (12 - 5) * GPT.heads * SETUP.seq_len
+    assert cpu - eager_gpu == masks + qkv + attention
 
 
 def test_liger_keeps_three_mlp_intermediates_of_a_gated_mlp() -> None:
@@ -114,17 +123,31 @@ def test_liger_keeps_three_mlp_intermediates_of_a_gated_mlp() -> None:
     assert plain - liger == 2 * GPT.intermediate  # one bf16 intermediate of four
 
 
-def test_rms_norms_keep_an_fp32_input_and_the_normalized_tensor_of_a_trained_weight() -> None:
-    llama = replace(GPT, rms_norms=2 * GPT.layers + 1, norm_weights_trained=True)
+def test_rms_norms_keep_an_fp32_input_and_the_normalized_tensor_per_family() -> None:
+    h, heads = GPT.hidden, GPT.heads
+    # bf16 (p = 2): the fp32 upcast adds 2h over the counted input, the normalized tensor of a
+    # trained weight p*h (fp32 for Gemma), 4 bytes of 1/rms; T5 keeps the whole fp32 copy.
+    expected = {
+        RmsNorm("llama", h, 1, True, True): 2 * h + 2 * h + 4,
+        RmsNorm("llama", h, 1, False, True): 2 * h + 4,
+        RmsNorm("gemma", h, 1, True, True): 2 * h + 4 * h + 4,
+        RmsNorm("t5", h, 1, True, True): 4 * h + 2 * h + 4,
+        # a per-head norm (Qwen3's q_norm) keeps its own input too, and a 1/rms per head
+        RmsNorm("llama", h, heads, True, True, per_head=True): 2 * h + 2 * h + 4 * heads + 2 * h,
+    }
     base = layer_activation_bytes_per_token(GPT, SETUP)
-    h = GPT.hidden
-    per_norm = {"bf16": 2 * h + 2 * h + 4, "fp32": 0 + 4 * h + 4}
-    for precision, extra in per_norm.items():
-        setup = replace(SETUP, precision=precision)
-        before = layer_activation_bytes_per_token(GPT, setup)
-        assert layer_activation_bytes_per_token(llama, setup) - before == 2 * extra
-    frozen = replace(llama, norm_weights_trained=False)  # under LoRA: no weight gradient
-    assert layer_activation_bytes_per_token(frozen, SETUP) - base == 2 * (2 * h + 4)
+    for norm, extra in expected.items():
+        shape = replace(GPT, rms_norms=(norm,) * (2 * GPT.layers))  # two per layer
+        assert layer_activation_bytes_per_token(shape, SETUP) - base == 2 * extra, norm
+    fp32 = replace(SETUP, precision="fp32")
+    llama = replace(GPT, rms_norms=(RmsNorm("llama", h, 1, True, True),) * (2 * GPT.layers))
+    extra_fp32 = layer_activation_bytes_per_token(llama, fp32) - layer_activation_bytes_per_token(
+        GPT, fp32
+    )
+    assert extra_fp32 == 2 * (4 * h + 4)  # no upcast copy in fp32
+    final = replace(GPT, rms_norms=(RmsNorm("llama", h, 1, True, False),))
+    assert layer_activation_bytes_per_token(final, SETUP) == base  # counted outside the layers
+    assert activation_bytes(final, SETUP) > activation_bytes(GPT, SETUP)
     assert layer_activation_bytes_per_token(llama, replace(SETUP, liger=True)) == (
         layer_activation_bytes_per_token(GPT, replace(SETUP, liger=True))
     )  # Liger's fused norm keeps only what the formula already counts
@@ -152,7 +175,7 @@ def test_offload_moves_optimizer_state_to_the_host() -> None:
     offloaded = memory(GPT, replace(SETUP, zero_stage=2, workers=2, offload_optimizer=True))
     assert offloaded.optimizer == 0
     # The fp32 gradient partition goes to the host with the optimizer it feeds.
-    assert offloaded.host == on_device.optimizer + on_device.step_gradients
+    assert offloaded.host == on_device.optimizer + 4 * GPT.trainable_params // 2
     assert offloaded.step_gradients == 0 < on_device.step_gradients
     assert offloaded.total < on_device.total
     params = memory(
