@@ -30,7 +30,12 @@ from raytune_ft.storage import Location, StepLog, location_of
 from raytune_ft.tasks.registry import task_for
 from raytune_ft.train.export import Exporter, State, exported, host_copy, restore
 from raytune_ft.train.manifest import write_manifest
-from raytune_ft.train.optimizer import agreed_problem, build_optimizer, cpu_adam_problem
+from raytune_ft.train.optimizer import (
+    agreed_problem,
+    build_optimizer,
+    complete_groups,
+    cpu_adam_problem,
+)
 from raytune_ft.train.policies import (
     Performance,
     deepspeed_config,
@@ -268,12 +273,8 @@ class FinetuneRecipe:
         schedule.base_lrs = [train.learning_rate] * len(schedule.base_lrs)
         # The schedule's value at its restored step, from the new base.
         lrs = [train.learning_rate * f(schedule.last_epoch) for f in schedule.lr_lambdas]
-        optimizer = schedule.optimizer
-        for group, lr in zip(optimizer.param_groups, lrs, strict=True):
-            # A checkpoint written by the other AdamW (offloaded: DeepSpeed's CPU Adam where it
-            # builds, torch's where not) lacks some of this one's group keys.
-            for key, value in optimizer.defaults.items():
-                group.setdefault(key, value)
+        complete_groups(schedule.optimizer)
+        for group, lr in zip(schedule.optimizer.param_groups, lrs, strict=True):
             group["initial_lr"], group["lr"] = train.learning_rate, lr
             if group.get("decayed", group["weight_decay"] > 0):  # older checkpoints: no mark
                 group["weight_decay"] = train.weight_decay

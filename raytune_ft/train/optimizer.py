@@ -69,3 +69,12 @@ def agreed_problem(problem: str | None, world: int) -> str | None:
     problems: list[Any] = [None] * world
     dist.all_gather_object(problems, problem)
     return next((f"rank {r}: {p}" for r, p in enumerate(problems) if p is not None), None)
+
+
+def complete_groups(optimizer: torch.optim.Optimizer) -> None:
+    """Fill each parameter group's missing keys from the optimizer's defaults: a restored
+    checkpoint written by the other AdamW (offloaded, DeepSpeed's CPU Adam where it builds and
+    torch's where not) lacks some of this one's keys (CPU Adam's `bias_correction`)."""
+    for group in optimizer.param_groups:
+        for key, value in optimizer.defaults.items():
+            group.setdefault(key, value)

@@ -310,6 +310,36 @@ def test_deepspeeds_cpu_adam_steps_as_torchs_adamw() -> None:
     assert not torch.allclose(params["torch_adamw"][0], start[0])  # it stepped
 
 
+def test_a_checkpoint_of_either_adamw_resumes_with_the_other() -> None:
+    """An offloaded run may resume where the other AdamW is chosen (its CPU Adam build newly
+    fails or newly works): the state loads, the groups get the keys the new one reads, and
+    it steps (CPU Adam crashed on torch's groups with KeyError: 'bias_correction')."""
+    import torch
+
+    from raytune_ft.train.optimizer import build_optimizer, complete_groups
+
+    for saved_offload in (False, True):
+        weight = torch.randn(8, 4, requires_grad=True)
+        first = build_optimizer(
+            [{"params": [weight], "weight_decay": 0.1}], 1e-2, offload=saved_offload, fused=False
+        ).optimizer
+        weight.grad = torch.randn(8, 4)
+        first.step()
+        second = build_optimizer(
+            [{"params": [weight], "weight_decay": 0.1}],
+            1e-2,
+            offload=not saved_offload,
+            fused=False,
+        ).optimizer
+        second.load_state_dict(first.state_dict())
+        complete_groups(second)
+        before = weight.detach().clone()
+        weight.grad = torch.randn(8, 4)
+        second.step()
+        assert not torch.equal(weight.detach(), before)
+        assert torch.isfinite(weight).all()
+
+
 def test_optimizer_offload_trains_as_on_the_device_with_deepspeeds_cpu_adam(
     ray_local: None, tiny_bert: Path, keyword_data: Path, tmp_path: Path
 ) -> None:
