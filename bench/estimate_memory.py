@@ -279,11 +279,10 @@ def gpu_model_folder(work: Path) -> Path:
     """The GPU cases' model: GPU_SHAPE's config, tokenizer and random bf16 weights (LoRA needs
     weights to load), built in a child process so this one never holds a CUDA context."""
     sys.path.insert(0, str(ROOT / "bench"))
-    from gpu_throughput import write_model_folder
+    from gpu_throughput import build_weights, write_model_folder
 
     folder = write_model_folder(work / GPU_SHAPE, GPU_SHAPE)
-    script = ROOT / "bench" / "gpu_throughput.py"
-    subprocess.run([sys.executable, str(script), "_weights", str(folder)], check=True)
+    build_weights(folder, cuda=True)
     return folder
 
 
@@ -337,18 +336,17 @@ def main() -> None:
                 # On the GPU machine's short lease one case's failure keeps the others.
                 results[name] = {"error": f"exit {done.returncode}", "stderr": done.stderr[-3000:]}
                 print(f"{name}: failed, exit {done.returncode}")
-                continue
-            result = json.loads(done.stdout.strip().splitlines()[-1])
-            results[name] = {
-                "spec": cases[name][0],
-                "sets": STEPS + cases[name][1],
-                "malloc": env.get("MALLOC_MMAP_THRESHOLD_", "default"),
-            } | result
-            print(case_line(name, result))
+            else:
+                result = json.loads(done.stdout.strip().splitlines()[-1])
+                results[name] = {
+                    "spec": cases[name][0],
+                    "sets": STEPS + cases[name][1],
+                    "malloc": env.get("MALLOC_MMAP_THRESHOLD_", "default"),
+                } | result
+                print(case_line(name, result))
+            # After every case: what a lease cut short has measured comes back.
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(results, indent=2) + "\n")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
 
 
 def case_line(name: str, result: dict[str, Any]) -> str:

@@ -180,9 +180,9 @@ class Memory:
     activations: int
     buffers: int
     host: int = 0
-    # The fp32 gradient partition of 16-bit training: DeepSpeed builds it in the optimizer
-    # step from the 16-bit gradients and frees it there, after backward has freed the
-    # activations, so the peak holds one or the other, never both.
+    # The optimizer step's flat copy of the gradient partition and, in 16-bit training, its
+    # fp32 cast: DeepSpeed builds them in the step and frees them there, after backward has
+    # freed the activations, so the peak holds one or the other, never both.
     step_gradients: int = 0
 
     @property
@@ -909,9 +909,7 @@ def report_rows(found: Estimate) -> list[tuple[str, str]]:
         rows.append(
             ("fp32 gradients", f"{gib(mem.step_gradients)} (at the step, not with the activations)")
         )
-    rows += [
-        ("total per device", gib(mem.total)),
-    ]
+    rows.append(("total per device", gib(mem.total)))
     if mem.host:
         rows.append(("host (offloaded)", f"{gib(mem.host)} per worker"))
     available = "unknown" if device.memory_bytes is None else gib(device.memory_bytes)
