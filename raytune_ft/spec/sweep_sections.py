@@ -373,6 +373,29 @@ class ErroredTrialsSpec(Section):
     )
 
 
+class RetainSpec(Section):
+    """What an ended trial (finished, or stopped by the scheduler) keeps on storage beyond its
+    logs and spec. A sweep of a large model otherwise keeps every trial's best-model export
+    (the model's size; a LoRA adapter's) and its last resume checkpoint (with optimizer
+    state, several times the model's size) long after no one can use them. A trial's files
+    are deleted only once the sweep's saved state records it as ended (so `--resume` never
+    needs them) and once `exports` (or `checkpoints`) ended trials rank strictly above it by
+    the sweep's metric (so the best trial keeps its own); each such trial's `retention.json`
+    says what went. Errored and paused trials keep everything."""
+
+    exports: int | None = Field(
+        3,
+        ge=1,
+        description="The best N ended trials keep their best-model export; null: every trial.",
+    )
+    checkpoints: int | None = Field(
+        0,
+        ge=0,
+        description="The best N ended trials keep their resume checkpoints (to train one "
+        "further); 0: none is kept (an ended trial never resumes); null: every trial.",
+    )
+
+
 class SweepSpec(Section):
     num_samples: int = Field(
         8, ge=1, le=100000, description="Trials to run (with grid keys: times the grid's size)."
@@ -394,6 +417,7 @@ class SweepSpec(Section):
     )
     errored_trials: ErroredTrialsSpec = ErroredTrialsSpec()
     trackers: TrackersSpec = TrackersSpec()
+    retain: RetainSpec = RetainSpec()
     points_to_evaluate: list[dict[str, Any]] = Field(
         default_factory=list,
         description="Configurations to try first (space key -> value), e.g. a known good one.",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from raytune_ft.storage import (
 from raytune_ft.sweep.oom import run_with_oom_retries
 from raytune_ft.sweep.pending import PendingReasons
 from raytune_ft.sweep.resume import check_unchanged
+from raytune_ft.sweep.retention import EndedTrial, prune_after_sweep, start_line
 from raytune_ft.sweep.space import (
     active_params,
     apply_params,
@@ -220,6 +222,9 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False, extend: int = 0) -> Sw
         )
         capacity = trial_concurrency(spec, placement)
         pending = PendingReasons(spec, placement, capacity)
+        retention = start_line(spec)
+        if retention:
+            print(retention, file=sys.stderr, flush=True)
         try:
             grids = _run_experiments(
                 spec,
@@ -233,6 +238,9 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False, extend: int = 0) -> Sw
             )
             best = _best_result(grids, spec)
             summary = _summarize(spec, grids, best, sweep_dir, checked.max_t)
+            retained = prune_after_sweep(spec, sweep_dir, _ended_trials(grids, spec, sweep_dir))
+            if retained:
+                print(retained, file=sys.stderr, flush=True)
             best_spec = validate_spec(
                 apply_params(
                     spec.model_dump(mode="json"), summary["best_config"] | _batching_run(best)
@@ -516,6 +524,26 @@ def _best_result(grids: list[Any], spec: ExperimentSpec) -> Any:
     if isinstance(cause, UserError):
         raise UserError(f"no trial reported {spec.metric}: {reason}") from None
     raise RuntimeError(f"no trial reported {spec.metric}: {reason}") from None
+
+
+def _ended_trials(grids: list[Any], spec: ExperimentSpec, sweep_dir: Location) -> list[EndedTrial]:
+    """Every trial of the sweep that ended without an error, with its best value (the one
+    `_best_result` ranks by)."""
+    ended = []
+    for grid in grids:
+        for result in grid:
+            trial_id = (result.metrics or {}).get("trial_id")
+            if result.error is not None or trial_id is None:
+                continue
+            reported = (
+                result.metrics_dataframe is not None
+                and spec.metric in result.metrics_dataframe
+                and result.metrics_dataframe[spec.metric].notna().any()
+            )
+            value = _best_value(result, spec) if reported else None
+            folder = Location(result.filesystem, result.path, sweep_dir.scheme)
+            ended.append(EndedTrial(str(trial_id), folder, value))
+    return ended
 
 
 def _best_value(result: Any, spec: ExperimentSpec) -> float:

@@ -20,6 +20,7 @@ from raytune_ft.errors import UserError
 from raytune_ft.spec.experiment import ExperimentSpec
 from raytune_ft.storage import Location
 from raytune_ft.sweep.registry import Searcher, make_scheduler, make_searcher, startup_line
+from raytune_ft.sweep.retention import Retention
 from raytune_ft.sweep.space import param_space
 from raytune_ft.sweep.trackers import tracker_callbacks
 from raytune_ft.sweep.trial_checkpoints import ResumeFromNewest
@@ -129,6 +130,7 @@ def make_tuner(
                 *tracker_callbacks(spec, sweep_dir),
                 # Pickled with the experiment, so a resumed sweep has it.
                 ResumeFromNewest(prefer_newest=not spec.sweep.scheduler.is_population),
+                Retention(spec, sweep_dir),
                 *(callbacks or []),
             ],
         ),

@@ -136,7 +136,18 @@ def test_a_sweep_in_a_bucket(
         # in the trial's folder, resume checkpoints are Tune's (under ray-tune/).
         assert f"trials/{trial}/exports/best.json" in keys
     assert any(k.startswith("ray-tune/") for k in keys)  # Tune's own state, for --resume
-    assert any(k.startswith("ray-tune/") and "/checkpoint_" in k for k in keys)
+    # Tune's resume checkpoints were written to the bucket, and deleted there once the
+    # trials had ended (sweep.retain's default); each trial's record names them.
+    assert not any(k.startswith("ray-tune/") and "/checkpoint_" in k for k in keys)
+    client = s3_server.client()
+    for trial in trials:
+        body = client.get_object(
+            Bucket=s3_server.bucket, Key=f"{prefix}trials/{trial}/retention.json"
+        )
+        [record] = json.loads(body["Body"].read())["deleted"]
+        assert record["checkpoints"] and "export" not in record
+        for checkpoint in record["checkpoints"]:
+            assert checkpoint["path"].startswith(f"{uri}/ray-tune/") and checkpoint["bytes"] > 0
     assert outcome.summary["best_model"] == f"{uri}/best-model"
     assert "best-model/config.json" in keys
     assert outcome.summary["trials"]["finished"] == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -15,18 +16,33 @@ pytestmark = pytest.mark.integration
 
 
 def test_three_trial_asha_optuna_sweep_writes_results(
-    ray_local: None, tiny_bert: Path, keyword_data: Path, tmp_path: Path
+    ray_local: None,
+    tiny_bert: Path,
+    keyword_data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Tune saves its state at every step and the sweep looks at it at once: ended trials'
+    # files go while the sweep runs, not only after it.
+    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "0")
+    monkeypatch.setenv("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    monkeypatch.setattr("raytune_ft.sweep.retention.CONFIRM_EVERY_S", 0.0)
     spec = validate_spec(
         {
             "name": "kw-sweep",
             "model": {"name_or_path": str(tiny_bert)},
             "data": {"train": {"path": str(keyword_data)}, "max_length": 16},
-            "train": {"epochs": 1, "micro_batch_size": 16, "eval_every": 5},
+            "train": {
+                "epochs": 1,
+                "micro_batch_size": 16,
+                "eval_every": 5,
+                "checkpoint": {"every_evals": 4},
+            },
             "deepspeed": {"zero_stage": 2},
             "scaling": {"num_workers": 1},
             "sweep": {
                 "num_samples": 3,
+                "retain": {"exports": 1, "checkpoints": 1},
                 # One at a time, a good trial first: the bad one meets its result at ASHA's
                 # first rung and is cut there.
                 "max_concurrent_trials": 1,
@@ -60,6 +76,27 @@ def test_three_trial_asha_optuna_sweep_writes_results(
     assert summary["best_validation"] == pytest.approx(results["eval_accuracy"].max())
     assert summary["best_validation"] > 0.9
     assert summary["test_metrics"]["test_accuracy"] > 0.9
+
+    # sweep.retain: the best trial keeps its export and checkpoint, the other two lose both,
+    # the bad one (ended second, before the third began) while the sweep ran.
+    best_id = results.loc[results["eval_accuracy"].idxmax(), "trial_id"]
+    trials = run_dir / "trials"
+    exported = {p.parent.parent.name for p in trials.glob("*/exports/best.json")}
+    assert exported == {best_id}
+    checkpointed = {
+        p.name.split("_")[2]
+        for p in (run_dir / "ray-tune").glob("trial_driver_*")
+        if list(p.glob("checkpoint_*"))
+    }
+    assert checkpointed == {best_id}
+    records = {
+        p.parent.name: json.loads(p.read_text())["deleted"] for p in trials.glob("*/retention.json")
+    }
+    assert set(records) == set(results["trial_id"]) - {best_id}
+    bad_id = bad["trial_id"]
+    assert records[bad_id][0]["when"] == "during the sweep"
+    assert "export" in records[bad_id][0] and records[bad_id][0]["checkpoints"]
+    assert all((trials / t / "steps.jsonl").exists() for t in results["trial_id"])
 
     # MLflow (the default store: SQLite in the sweep folder) has a run per trial, with its
     # sampled values as params and its evaluations as metric history.
@@ -240,7 +277,12 @@ def test_a_sweep_of_two_worker_zero2_trials_runs_each_trial_whole_and_extends(
                 "model": {"name_or_path": str(tiny_bert)},
                 "data": {"train": {"path": str(keyword_data)}, "max_length": 16},
                 # 80 steps of 2 x 8: what the two-worker training test needs to learn the task.
-                "train": {"epochs": 2, "micro_batch_size": 8, "eval_every": 20},
+                "train": {
+                    "epochs": 2,
+                    "micro_batch_size": 8,
+                    "eval_every": 20,
+                    "checkpoint": {"every_evals": 2},
+                },
                 "deepspeed": {"zero_stage": 2},
                 "scaling": {"num_workers": 2},
                 "sweep": {
@@ -262,10 +304,25 @@ def test_a_sweep_of_two_worker_zero2_trials_runs_each_trial_whole_and_extends(
         assert (trial_dir / "ray-train").is_dir()  # its own TorchTrainer run
     assert summary["best_validation"] > 0.9
     assert (run_dir / "best-model" / "config.json").exists()
+    err = capfd.readouterr().err
     assert (
         "sweep: 1 of 2 trials at a time (the cluster holds 1 trial of 2 workers of 1 CPU at "
         "once); the other 1 wait their turn"
-    ) in capfd.readouterr().err
+    ) in err
+    # sweep.retain's defaults: ended trials keep their exports (2 of at most 3) and lose their
+    # resume checkpoints, which a multi-worker trial's own Train run wrote (ZeRO shards).
+    assert (
+        "sweep: ended trials lose their best-model export unless among the best 3 and their "
+        "resume checkpoints (sweep.retain)"
+    ) in err
+    assert "sweep: of 2 ended trials, 2 keep their best-model export and 0 their resume " in err
+    assert not [p for p in run_dir.rglob("checkpoint_*") if p.is_dir()]
+    for trial_dir in (run_dir / "trials").iterdir():
+        [record] = json.loads((trial_dir / "retention.json").read_text())["deleted"]
+        assert "export" not in record and (trial_dir / "exports" / "best.json").exists()
+        deleted = [Path(c["path"]) for c in record["checkpoints"]]
+        assert len(deleted) >= 1 and all(p.parent == trial_dir / "ray-train" for p in deleted)
+        assert all(c["bytes"] > 0 for c in record["checkpoints"])
 
     logs = {p.parent.name: p.read_text() for p in run_dir.glob("trials/*/steps.jsonl")}
     raised = run_sweep(gang(3), resume=True)  # only the budget changed
