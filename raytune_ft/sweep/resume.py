@@ -5,12 +5,15 @@ apply to half the trials)."""
 
 from __future__ import annotations
 
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
+from pydantic import BaseModel
 
 from raytune_ft.errors import UserError
 from raytune_ft.spec.experiment import ExperimentSpec
+from raytune_ft.spec.sections import field_type, is_section
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -23,15 +26,45 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+MISSING = object()
+
+
 def changes(stored: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(field, stored value, current value) for every field that differs."""
+    """(field, stored value, current value) for every field that differs. A field the stored
+    spec lacks and the current one has at the schema's default is no change: a sweep started
+    before the field existed ran as that default says."""
     old, new = flatten(stored), flatten(current)
-    missing = object()
     return [
-        (key, old.get(key, missing), new.get(key, missing))
+        (key, old.get(key, MISSING), new.get(key, MISSING))
         for key in sorted(old.keys() | new.keys())
-        if old.get(key, missing) != new.get(key, missing)
+        if old.get(key, MISSING) != new.get(key, MISSING)
+        and not (key not in old and new[key] == schema_default(key))
     ]
+
+
+def schema_default(key: str) -> Any:
+    """The schema's default of a dotted spec field (JSON form), MISSING if it has none."""
+    *parents, name = key.split(".")
+    node: Any = ExperimentSpec
+    for part in parents:
+        node = field_type(node, part)
+        if node is None:
+            return MISSING
+    for member in _members(node):
+        field = member.model_fields.get(name) if is_section(member) else None
+        if field is not None and not field.is_required():
+            value = field.get_default(call_default_factory=True)
+            return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+    return MISSING
+
+
+def _members(node: Any) -> tuple[Any, ...]:
+    """A section class, or the classes of a (discriminated) union of sections."""
+    if get_origin(node) is Annotated:
+        node = get_args(node)[0]
+    if get_origin(node) in (Union, UnionType):
+        return tuple(m for member in get_args(node) for m in _members(member))
+    return (node,)
 
 
 BUDGET = "sweep.num_samples"

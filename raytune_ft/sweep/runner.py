@@ -526,10 +526,12 @@ def _best_result(grids: list[Any], spec: ExperimentSpec) -> Any:
     raise RuntimeError(f"no trial reported {spec.metric}: {reason}") from None
 
 
-def _ended_trials(grids: list[Any], spec: ExperimentSpec, sweep_dir: Location) -> list[EndedTrial]:
-    """Every trial of the sweep that ended without an error, with its best value (the one
-    `_best_result` ranks by)."""
-    ended = []
+def _ended_trials(
+    grids: list[Any], spec: ExperimentSpec, sweep_dir: Location
+) -> dict[str, list[EndedTrial]]:
+    """Each Tune experiment's trials that ended without an error, with their best values (what
+    `_best_result` ranks by), by the experiment's folder name."""
+    ended: dict[str, list[EndedTrial]] = {}
     for grid in grids:
         for result in grid:
             trial_id = (result.metrics or {}).get("trial_id")
@@ -542,7 +544,9 @@ def _ended_trials(grids: list[Any], spec: ExperimentSpec, sweep_dir: Location) -
             )
             value = _best_value(result, spec) if reported else None
             folder = Location(result.filesystem, result.path, sweep_dir.scheme)
-            ended.append(EndedTrial(str(trial_id), folder, value))
+            ended.setdefault(folder.parent.name, []).append(
+                EndedTrial(str(trial_id), folder, value)
+            )
     return ended
 
 

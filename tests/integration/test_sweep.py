@@ -26,7 +26,8 @@ def test_three_trial_asha_optuna_sweep_writes_results(
     # files go while the sweep runs, not only after it.
     monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "0")
     monkeypatch.setenv("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    monkeypatch.setattr("raytune_ft.sweep.retention.CONFIRM_EVERY_S", 0.0)
+    monkeypatch.setattr("raytune_ft.sweep.retention.LOOK_EVERY_S", 0.0)
+    monkeypatch.setattr("raytune_ft.sweep.retention.SETTLE_S", 0.0)
     spec = validate_spec(
         {
             "name": "kw-sweep",
@@ -315,7 +316,7 @@ def test_a_sweep_of_two_worker_zero2_trials_runs_each_trial_whole_and_extends(
         "sweep: ended trials lose their best-model export unless among the best 3 and their "
         "resume checkpoints (sweep.retain)"
     ) in err
-    assert "sweep: of 2 ended trials, 2 keep their best-model export and 0 their resume " in err
+    assert "sweep: 2 trials ended; exports kept: every one, checkpoints kept: none " in err
     assert not [p for p in run_dir.rglob("checkpoint_*") if p.is_dir()]
     for trial_dir in (run_dir / "trials").iterdir():
         [record] = json.loads((trial_dir / "retention.json").read_text())["deleted"]

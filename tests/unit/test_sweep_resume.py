@@ -49,3 +49,23 @@ def test_only_the_budget_may_change_and_the_stored_one_is_returned() -> None:
 def test_added_and_removed_fields_count_as_changes() -> None:
     found = changes({"a": {"b": 1}, "c": [1, 2]}, {"a": {"b": 1, "d": 2}, "c": [1, 3]})
     assert [(k, n) for k, _, n in found] == [("a.d", 2), ("c", [1, 3])]
+
+
+def test_a_sweep_started_before_a_field_existed_resumes_when_the_field_is_at_its_default() -> None:
+    """A sweep folder written by an earlier version lacks fields added since (here
+    `sweep.retain`): at their defaults they are what that sweep ran with; set otherwise, they
+    are a change like any other."""
+    import yaml
+
+    started = validate_spec(minimal_spec(sweep=SWEEP))
+    older = yaml.safe_load(spec_yaml(started))
+    del older["sweep"]["retain"]
+    stored = yaml.safe_dump(older)
+    check_unchanged(started, stored, "runs/x/spec.yaml")
+    changed = validate_spec(minimal_spec(sweep=SWEEP | {"retain": {"exports": 1}}))
+    with pytest.raises(UserError) as info:
+        check_unchanged(changed, stored, "runs/x/spec.yaml")
+    [problem] = info.value.problems
+    assert problem.startswith(
+        "--resume: sweep.retain.exports: the sweep started with (absent), the spec now says 1;"
+    )
