@@ -375,8 +375,8 @@ class ErroredTrialsSpec(Section):
 
 class RetainSpec(Section):
     """What an ended trial (finished, or stopped by the scheduler) keeps on storage beyond its
-    logs and spec. A sweep of a large model otherwise keeps every trial's best-model export
-    (the model's size; a LoRA adapter's) and its last resume checkpoint (with optimizer
+    logs and spec. A sweep of a large model otherwise keeps every trial's exports (each the
+    model's size; a LoRA adapter's) and its last resume checkpoint (with optimizer
     state, several times the model's size) long after no one can use them. A trial's files
     are deleted only once the sweep's saved state records it as ended (so `--resume` never
     needs them) and once `exports` (or `checkpoints`) ended trials rank strictly above it by
@@ -386,7 +386,8 @@ class RetainSpec(Section):
     exports: int | None = Field(
         3,
         ge=1,
-        description="The best N ended trials keep their best-model export; null: every trial.",
+        description="The best N ended trials keep their exports (best-model, and final-model "
+        "if asked); null: every trial.",
     )
     checkpoints: int | None = Field(
         0,

@@ -5,6 +5,7 @@ apply to half the trials)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
@@ -13,6 +14,7 @@ from pydantic import BaseModel
 
 from raytune_ft.errors import UserError
 from raytune_ft.spec.experiment import ExperimentSpec
+from raytune_ft.spec.loading import validate_spec
 from raytune_ft.spec.sections import field_type, is_section
 
 
@@ -31,26 +33,30 @@ MISSING = object()
 
 def changes(stored: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """(field, stored value, current value) for every field that differs. A field the stored
-    spec lacks and the current one has at the schema's default is no change: a sweep started
-    before the field existed ran as that default says."""
+    spec lacks and the current one has at the schema's default is no change: it was added
+    since the sweep started (`as_it_ran` sets those whose default would change what an older
+    sweep does)."""
     old, new = flatten(stored), flatten(current)
     return [
         (key, old.get(key, MISSING), new.get(key, MISSING))
         for key in sorted(old.keys() | new.keys())
         if old.get(key, MISSING) != new.get(key, MISSING)
-        and not (key not in old and new[key] == schema_default(key))
+        and not (key not in old and new[key] == schema_default(key, new))
     ]
 
 
-def schema_default(key: str) -> Any:
-    """The schema's default of a dotted spec field (JSON form), MISSING if it has none."""
+def schema_default(key: str, current: Mapping[str, Any] | None = None) -> Any:
+    """The schema's default of a dotted spec field (JSON form), MISSING if it has none. In a
+    union of sections (the task), the member the spec's `type` in `current` (flat) names."""
     *parents, name = key.split(".")
-    node: Any = ExperimentSpec
-    for part in parents:
-        node = field_type(node, part)
+    members: tuple[Any, ...] = (ExperimentSpec,)
+    for depth, part in enumerate(parents):
+        found = [field_type(m, part) for m in _chosen(members, parents[:depth], current)]
+        node = next((f for f in found if f is not None), None)
         if node is None:
             return MISSING
-    for member in _members(node):
+        members = _members(node)
+    for member in _chosen(members, parents, current):
         field = member.model_fields.get(name) if is_section(member) else None
         if field is not None and not field.is_required():
             value = field.get_default(call_default_factory=True)
@@ -67,7 +73,58 @@ def _members(node: Any) -> tuple[Any, ...]:
     return (node,)
 
 
+def _chosen(
+    members: tuple[Any, ...], path: list[str], current: Mapping[str, Any] | None
+) -> tuple[Any, ...]:
+    """The members whose `type` is the spec's at `path` (a task section), else all."""
+    kind = (current or {}).get(".".join([*path, "type"]))
+    picked = tuple(
+        m
+        for m in members
+        if is_section(m) and "type" in m.model_fields and m.model_fields["type"].default == kind
+    )
+    return picked or members
+
+
 BUDGET = "sweep.num_samples"
+# Sections added since a sweep may have started, and the values that match how such a sweep
+# ran (before `sweep.retain`, every trial kept all its files).
+ADDED_SINCE = {"sweep.retain": {"exports": None, "checkpoints": None}}
+
+
+def as_it_ran(spec: ExperimentSpec, stored_yaml: str) -> tuple[ExperimentSpec, list[str]]:
+    """The spec with each section the stored spec lacks (`ADDED_SINCE`) set as the sweep ran
+    without it, and the keys so set: going on must not change what the sweep does."""
+    stored = flatten(yaml.safe_load(stored_yaml) or {})
+    data, absent = spec.model_dump(mode="json"), []
+    for key, value in ADDED_SINCE.items():
+        if any(k == key or k.startswith(f"{key}.") for k in stored):
+            continue
+        *parents, name = key.split(".")
+        section = data
+        for part in parents:
+            section = section[part]
+        section[name] = value
+        absent.append(key)
+    return (validate_spec(data) if absent else spec), absent
+
+
+def absent_line(key: str) -> str:
+    value = yaml.safe_dump(ADDED_SINCE[key], default_flow_style=True).strip()
+    return f"sweep: {key}: absent when this sweep started; it goes on as it ran ({value})"
+
+
+def stored_form(spec: ExperimentSpec, absent: list[str]) -> str:
+    """The spec as the sweep folder keeps it: without the sections it started without (a
+    later resume compares the user's spec with this one)."""
+    data = spec.model_dump(mode="json")
+    for key in absent:
+        *parents, name = key.split(".")
+        section = data
+        for part in parents:
+            section = section[part]
+        section.pop(name, None)
+    return yaml.safe_dump(data, sort_keys=False)
 
 
 def check_unchanged(

@@ -160,7 +160,7 @@ def start_line(spec: ExperimentSpec) -> str | None:
     retain = retain_of(spec)
     parts = []
     if retain.exports is not None:
-        parts.append(f"their best-model export unless among the best {retain.exports}")
+        parts.append(f"their exports unless among the best {retain.exports}")
     if retain.checkpoints is not None:
         parts.append(
             "their resume checkpoints"
@@ -244,6 +244,9 @@ class Retention:
                 # resumed by a restarted driver has an earlier best this one never heard of.
                 self.best: dict[str, float | None] = {}
                 self.partial: set[str] = set()
+                # Trials the saved state brought back with results (a multi-worker trial, or
+                # one sent back to step 0, starts again at iteration 1 with an earlier export).
+                self.restored: set[str] | None = None
                 self.ended: dict[str, tuple[float, TrialFiles]] = {}
                 self.confirmed: set[str] = set()  # ended in the saved state, and settled
                 self.looked = 0.0
@@ -251,11 +254,21 @@ class Retention:
                 self.warned = False
                 self.pruner = Pruner(spec, when="during the sweep")
 
+            def on_step_begin(self, iteration: int, trials: list[Any], **_: Any) -> None:
+                if self.restored is None:  # the driver's first step: Tune's restored trials
+                    self.restored = {
+                        t.trial_id
+                        for t in trials
+                        if "training_iteration" in (t.run_metadata.last_result or {})
+                    }
+
             def on_trial_result(
                 self, iteration: int, trials: list[Any], trial: Any, result: dict, **_: Any
             ) -> None:
                 trial_id = trial.trial_id
-                if trial_id not in self.best and result.get("training_iteration") != 1:
+                if trial_id not in self.best and (
+                    result.get("training_iteration") != 1 or trial_id in (self.restored or ())
+                ):
                     self.partial.add(trial_id)
                 self.best[trial_id] = best_value(
                     [self.best.get(trial_id), result.get(metric)], mode
@@ -307,11 +320,10 @@ class Retention:
                 rivals = {trial_id: self.best.get(trial_id) for trial_id in self.confirmed}
                 self.pruner.prune([self.ended[i][1] for i in self.confirmed], rivals)
 
-            def __getstate__(self) -> dict[str, Any]:  # a restored driver starts afresh
-                return {}
-
-            def __setstate__(self, state: dict[str, Any]) -> None:
-                self._reset()
+            def __reduce__(self) -> tuple[Any, ...]:
+                # Pickled with the experiment: a restored driver starts afresh, with the code
+                # it runs (cloudpickle would keep this class's code as the sweep started).
+                return (Retention, (spec, sweep_dir))
 
         return _Callback()
 
@@ -363,7 +375,12 @@ def prune_after_sweep(
         pruner.prune([f for f in files if f.trial_id not in checkpoints_ok], rivals, False)
     # Pruning saves disk; the sweep's results and best model matter more.
     except Exception as exc:
-        return (
-            f"sweep: could not delete ended trials' files ({type(exc).__name__}: {exc}); they stay"
-        )
+        return failed_line(exc)
     return end_line(spec, len(rivals))
+
+
+def failed_line(exc: Exception) -> str:
+    return (
+        f"sweep: could not delete ended trials' files ({type(exc).__name__}: {exc}); those not "
+        "yet deleted stay"
+    )

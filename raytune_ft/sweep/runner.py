@@ -31,8 +31,8 @@ from raytune_ft.storage import (
 )
 from raytune_ft.sweep.oom import run_with_oom_retries
 from raytune_ft.sweep.pending import PendingReasons
-from raytune_ft.sweep.resume import check_unchanged
-from raytune_ft.sweep.retention import EndedTrial, prune_after_sweep, start_line
+from raytune_ft.sweep.resume import absent_line, as_it_ran, check_unchanged, stored_form
+from raytune_ft.sweep.retention import EndedTrial, failed_line, prune_after_sweep, start_line
 from raytune_ft.sweep.space import (
     active_params,
     apply_params,
@@ -192,9 +192,14 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False, extend: int = 0) -> Sw
     if continuing and (sweep_dir is None or not tune_dirs(sweep_dir)):
         raise UserError(f"{flag}: no earlier sweep of {spec.name!r} under {spec.storage.path}")
     target = spec.sweep.num_samples
+    absent: list[str] = []  # sections the sweep started without (`as_it_ran`)
     if continuing:
         stored = sweep_dir / "spec.yaml"
-        budget = check_unchanged(spec, stored.read_text(), stored.uri, flag)
+        stored_yaml = stored.read_text()
+        budget = check_unchanged(spec, stored_yaml, stored.uri, flag)
+        spec, absent = as_it_ran(spec, stored_yaml)
+        for key in absent:
+            print(absent_line(key), file=sys.stderr, flush=True)
         target = max(budget, spec.sweep.num_samples) + extend
         if target > budget:
             _check_extensible(spec, flag)
@@ -208,7 +213,7 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False, extend: int = 0) -> Sw
         # The sweep's spec, with the budget it now has (an extension raises it first, so an
         # extension interrupted before its first trial is still owed on --resume).
         budgeted = _with_budget(spec, target)
-        (sweep_dir / "spec.yaml").write_text(spec_yaml(budgeted))
+        (sweep_dir / "spec.yaml").write_text(stored_form(budgeted, absent))
         interrupts.note_run_dir(sweep_dir)
         base_spec = spec.model_dump(mode="json")
         trainable = trainable_with(
@@ -238,7 +243,7 @@ def run_sweep(spec: ExperimentSpec, resume: bool = False, extend: int = 0) -> Sw
             )
             best = _best_result(grids, spec)
             summary = _summarize(spec, grids, best, sweep_dir, checked.max_t)
-            retained = prune_after_sweep(spec, sweep_dir, _ended_trials(grids, spec, sweep_dir))
+            retained = _retain_after_sweep(spec, sweep_dir, grids)
             if retained:
                 print(retained, file=sys.stderr, flush=True)
             best_spec = validate_spec(
@@ -524,6 +529,15 @@ def _best_result(grids: list[Any], spec: ExperimentSpec) -> Any:
     if isinstance(cause, UserError):
         raise UserError(f"no trial reported {spec.metric}: {reason}") from None
     raise RuntimeError(f"no trial reported {spec.metric}: {reason}") from None
+
+
+def _retain_after_sweep(spec: ExperimentSpec, sweep_dir: Location, grids: list[Any]) -> str | None:
+    """`sweep.retain` over the whole sweep; the line to say. Never fails the sweep."""
+    try:
+        ended = _ended_trials(grids, spec, sweep_dir)
+    except Exception as exc:  # the results are read again here; any failure just keeps files
+        return failed_line(exc)
+    return prune_after_sweep(spec, sweep_dir, ended)
 
 
 def _ended_trials(

@@ -166,11 +166,10 @@ class ResumeFromNewest:
                             flush=True,
                         )
 
-            def __getstate__(self) -> dict[str, Any]:  # a restored driver looks again
-                return {}
-
-            def __setstate__(self, state: dict[str, Any]) -> None:
-                self.looked = False
+            def __reduce__(self) -> tuple[Any, ...]:
+                # Pickled with the experiment: a restored driver builds it anew from the code
+                # it runs (cloudpickle would keep this class's code as the sweep started).
+                return (ResumeFromNewest, (prefer_newest,))
 
         return _Callback()
 

@@ -313,7 +313,7 @@ def test_a_sweep_of_two_worker_zero2_trials_runs_each_trial_whole_and_extends(
     # sweep.retain's defaults: ended trials keep their exports (2 of at most 3) and lose their
     # resume checkpoints, which a multi-worker trial's own Train run wrote (ZeRO shards).
     assert (
-        "sweep: ended trials lose their best-model export unless among the best 3 and their "
+        "sweep: ended trials lose their exports unless among the best 3 and their "
         "resume checkpoints (sweep.retain)"
     ) in err
     assert "sweep: 2 trials ended; exports kept: every one, checkpoints kept: none " in err

@@ -8,7 +8,15 @@ from helpers import minimal_spec
 from raytune_ft.errors import UserError
 from raytune_ft.run_folder import spec_yaml
 from raytune_ft.spec import validate_spec
-from raytune_ft.sweep.resume import changes, check_unchanged
+from raytune_ft.sweep.resume import (
+    MISSING,
+    absent_line,
+    as_it_ran,
+    changes,
+    check_unchanged,
+    schema_default,
+    stored_form,
+)
 
 SWEEP = {"space": {"train.learning_rate": {"loguniform": [1e-5, 1e-3]}}}
 
@@ -53,8 +61,9 @@ def test_added_and_removed_fields_count_as_changes() -> None:
 
 def test_a_sweep_started_before_a_field_existed_resumes_when_the_field_is_at_its_default() -> None:
     """A sweep folder written by an earlier version lacks fields added since (here
-    `sweep.retain`): at their defaults they are what that sweep ran with; set otherwise, they
-    are a change like any other."""
+    `sweep.retain`): at their defaults they are no change; set otherwise, they are a change
+    like any other. And the sweep goes on as it ran: before `sweep.retain`, trials kept every
+    file, so a resumed older sweep keeps them too (its folder's spec stays without it)."""
     import yaml
 
     started = validate_spec(minimal_spec(sweep=SWEEP))
@@ -68,4 +77,43 @@ def test_a_sweep_started_before_a_field_existed_resumes_when_the_field_is_at_its
     [problem] = info.value.problems
     assert problem.startswith(
         "--resume: sweep.retain.exports: the sweep started with (absent), the spec now says 1;"
+    )
+
+    going_on, absent = as_it_ran(started, stored)
+    assert absent == ["sweep.retain"]
+    assert (going_on.sweep.retain.exports, going_on.sweep.retain.checkpoints) == (None, None)
+    assert absent_line("sweep.retain") == (
+        "sweep: sweep.retain: absent when this sweep started; it goes on as it ran "
+        "({checkpoints: null, exports: null})"
+    )
+    kept = stored_form(going_on, absent)
+    assert "retain" not in yaml.safe_load(kept)["sweep"]
+    check_unchanged(started, kept, "runs/x/spec.yaml")  # the next resume is accepted too
+    # A sweep that started with the section goes on with it as it is.
+    assert as_it_ran(changed, spec_yaml(changed)) == (changed, [])
+
+
+def test_a_default_inside_the_task_section_is_the_specs_own_task_types() -> None:
+    """`task` is a union of sections: multi-label's label column defaults to `labels`,
+    classification's to `label`."""
+    assert schema_default("task.label_column", {"task.type": "multi-label"}) == "labels"
+    assert schema_default("task.label_column", {"task.type": "classification"}) == "label"
+    assert schema_default("sweep.retain", {}) == {"exports": 3, "checkpoints": 0}
+    assert schema_default("model.name_or_path") is MISSING  # required: no default
+    assert schema_default("no.such.field") is MISSING
+    # So an older multi-label sweep's spec without the field resumes at its default, and a
+    # classification default in a multi-label spec is a change.
+    assert (
+        changes(
+            {"task": {"type": "multi-label"}},
+            {"task": {"type": "multi-label", "label_column": "labels"}},
+        )
+        == []
+    )
+    assert (
+        changes(
+            {"task": {"type": "multi-label"}},
+            {"task": {"type": "multi-label", "label_column": "label"}},
+        )
+        != []
     )

@@ -77,7 +77,7 @@ def test_a_trials_best_skips_nan_as_the_sweeps_choice_of_its_best_does() -> None
 
 def test_the_sweep_says_what_it_will_delete_and_what_was_kept() -> None:
     assert start_line(sweep_spec()) == (
-        "sweep: ended trials lose their best-model export unless among the best 3 and their "
+        "sweep: ended trials lose their exports unless among the best 3 and their "
         "resume checkpoints (sweep.retain)"
     )
     assert start_line(sweep_spec(exports=None, checkpoints=2)) == (
@@ -257,7 +257,7 @@ def test_a_failed_pass_after_the_sweep_says_so_and_keeps_the_files(
     assert line is not None and line.startswith(
         "sweep: could not delete ended trials' files (PermissionError: "
     )
-    assert line.endswith("read-only); they stay")
+    assert line.endswith("read-only); those not yet deleted stay")
     assert left(tmp_path, tune, "t1") == (True, 2)
 
 
@@ -281,23 +281,31 @@ class FakeStorage:
         self.trial_fs_path = str(trial_folder)
 
 
+class FakeRunMetadata:
+    def __init__(self, last_result: dict) -> None:
+        self.last_result = last_result
+
+
 class FakeTrial:
     """What the callback reads of a Tune trial."""
 
-    def __init__(self, trial_id: str, experiment: Path, folder: Path) -> None:
+    def __init__(self, trial_id: str, experiment: Path, folder: Path, restored: bool) -> None:
         self.trial_id = trial_id
         self.storage = FakeStorage(experiment, folder)
+        # A trial Tune brought back from its saved state holds its last result.
+        self.run_metadata = FakeRunMetadata({"training_iteration": 7} if restored else {})
 
 
 class Driver:
     """Feeds a Retention callback as Tune's controller would: results, ends, steps."""
 
-    def __init__(self, tmp_path: Path, spec, names: list[str]) -> None:
+    def __init__(self, tmp_path: Path, spec, names: list[str], restored: tuple = ()) -> None:
         self.sweep, self.experiment = tmp_path, tmp_path / "ray-tune"
         self.tune = {t: trial_folder(tmp_path, t) for t in names}
-        self.trials = {t: FakeTrial(t, self.experiment, self.tune[t]) for t in names}
+        self.trials = {t: FakeTrial(t, self.experiment, self.tune[t], t in restored) for t in names}
         self.callback = retention.Retention(spec, local(tmp_path))
         self.step = 0
+        self.callback.on_step_begin(iteration=0, trials=list(self.trials.values()))
 
     def report(self, trial_id: str, values: list[float], first: int = 1) -> None:
         for iteration, value in enumerate(values, start=first):
@@ -315,6 +323,7 @@ class Driver:
 
     def look(self) -> dict[str, tuple[bool, int]]:
         self.step += 1
+        self.callback.on_step_begin(iteration=self.step, trials=list(self.trials.values()))
         self.callback.on_step_end(iteration=self.step, trials=list(self.trials.values()))
         return {t: left(self.sweep, self.tune[t], t) for t in self.trials}
 
@@ -387,18 +396,29 @@ def test_during_the_sweep_a_trial_is_ranked_by_every_value_it_reported_nan_skipp
     assert driver.look() == {"a": (True, 2), "b": (False, 2)}
 
 
-def test_during_the_sweep_a_trial_a_restarted_driver_saw_only_in_part_keeps_its_files(
+def test_during_the_sweep_a_trial_a_restarted_driver_saw_only_in_part_is_left_alone(
     tmp_path: Path, at_once: None
 ) -> None:
-    """A trial resumed by a restarted driver reports from its checkpoint on: its earlier best
-    is unknown to this driver, so it is left to the pass after the sweep."""
-    driver = Driver(tmp_path, sweep_spec(exports=1, checkpoints=0), ["resumed", "fresh"])
-    driver.report("resumed", [0.6], first=5)  # its 0.95 came before the driver restarted
+    """A trial resumed by a restarted driver reports from its checkpoint on; one Tune brought
+    back without a checkpoint of its own (a multi-worker trial, whose Train run resumes
+    itself, or one sent back to step 0) starts again at iteration 1 with an earlier export.
+    Either way this driver does not know its best: it neither loses files nor beats others
+    until the pass after the sweep."""
+    names = ["resumed", "restarted", "fresh", "low"]
+    driver = Driver(tmp_path, sweep_spec(exports=1, checkpoints=0), names, ("restarted",))
+    driver.report("resumed", [0.97], first=5)  # its 0.6 and 0.7 came before the restart
+    driver.report("restarted", [0.98])
     driver.report("fresh", [0.9])
-    driver.end("resumed")
-    driver.end("fresh")
-    saved_state(driver.experiment, {"resumed": "TERMINATED", "fresh": "TERMINATED"})
-    assert driver.look() == {"resumed": (True, 2), "fresh": (True, 0)}
+    driver.report("low", [0.5])
+    for trial in names:
+        driver.end(trial)
+    saved_state(driver.experiment, dict.fromkeys(names, "TERMINATED"))
+    assert driver.look() == {
+        "resumed": (True, 2),
+        "restarted": (True, 2),
+        "fresh": (True, 0),  # the best of the trials seen whole: the others do not beat it
+        "low": (False, 0),
+    }
 
 
 def test_during_a_population_sweep_nothing_goes(tmp_path: Path, at_once: None) -> None:
@@ -449,8 +469,12 @@ def test_the_callback_survives_a_pruning_error_and_a_restored_driver_starts_afre
         "sweep: could not delete ended trials' files (PermissionError: read-only bucket); the "
         "sweep goes on, and tries again after it\n"
     )  # said once
-    restored = pickle.loads(cloudpickle.dumps(driver.callback))  # as Tune pickles it
-    assert restored.ended == {} and restored.best == {}
+    # Pickled with the experiment as Tune does: a restored driver gets a new callback built
+    # by the code it runs, not the pickled class's code.
+    restored = pickle.loads(cloudpickle.dumps(driver.callback))
+    assert type(restored) is not type(driver.callback)
+    assert restored.__reduce__()[0] is retention.Retention
+    assert restored.ended == {} and restored.best == {} and restored.restored is None
 
 
 def test_a_slow_saved_state_makes_the_callback_look_less_often(
@@ -474,3 +498,42 @@ def test_a_slow_saved_state_makes_the_callback_look_less_often(
     assert len(reads) == 1 and driver.callback.look_every >= 20 * 0.05
     driver.look()  # too soon after a slow read
     assert len(reads) == 1
+
+
+class FakeResult:
+    """A Tune Result as the sweep's ResultGrid holds it (the fields read here)."""
+
+    def __init__(self, path: str, trial_id: str | None, values: list[float], error=None) -> None:
+        import pandas as pd
+        from pyarrow import fs
+
+        self.path, self.filesystem, self.error = path, fs.LocalFileSystem(), error
+        self.metrics = {"trial_id": trial_id} if trial_id else {}
+        self.metrics_dataframe = pd.DataFrame({"eval_accuracy": values}) if values else None
+
+
+def test_the_pass_after_the_sweep_reads_each_experiments_ended_trials_from_the_results(
+    tmp_path: Path,
+) -> None:
+    """Grouped by Tune folder (the first experiment's and an extension's), each trial's best
+    as the sweep picks its best (NaN skipped), errored trials and trials that never reported
+    left out."""
+    from raytune_ft.sweep.runner import _ended_trials
+
+    spec = sweep_spec()
+    grids = [
+        [
+            FakeResult(f"{tmp_path}/ray-tune/trial_a", "a", [0.5, math.nan, 0.7]),
+            FakeResult(f"{tmp_path}/ray-tune/trial_b", "b", [0.9], error=RuntimeError("x")),
+            FakeResult(f"{tmp_path}/ray-tune/trial_c", None, []),
+        ],
+        [FakeResult(f"{tmp_path}/ray-tune-ext1/trial_d", "d", [])],
+    ]
+    ended = _ended_trials(grids, spec, local(tmp_path))
+    assert {
+        folder: [(t.trial_id, t.value) for t in trials] for folder, trials in ended.items()
+    } == {
+        "ray-tune": [("a", 0.7)],
+        "ray-tune-ext1": [("d", None)],
+    }
+    assert ended["ray-tune"][0].tune_folder.path == f"{tmp_path}/ray-tune/trial_a"
