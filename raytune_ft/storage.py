@@ -76,6 +76,19 @@ class Location:
         ]
         return [self / info.base_name for info in sorted(found, key=lambda i: i.base_name)]
 
+    def newest(self, prefix: str, suffix: str) -> str | None:
+        """The last by name of the files here named `prefix...suffix` (Tune's state files
+        carry their session's timestamp), or None."""
+        from pyarrow import fs
+
+        selector = fs.FileSelector(self.path, allow_not_found=True)
+        names = [
+            info.base_name
+            for info in self.fs.get_file_info(selector)
+            if info.base_name.startswith(prefix) and info.base_name.endswith(suffix)
+        ]
+        return max(names, default=None)
+
     # ------------------------------------------------------------------ writing
 
     def write_text(self, text: str) -> None:

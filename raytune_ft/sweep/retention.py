@@ -192,18 +192,11 @@ def end_line(spec: ExperimentSpec, ended: int) -> str | None:
 def stored_statuses(experiment: Location) -> dict[str, str] | None:
     """Trial id -> status in the newest experiment state on storage (the file `--resume`
     reads: the newest by name); None if there is none or it cannot be read."""
-    from pyarrow import fs
-
-    selector = fs.FileSelector(experiment.path, allow_not_found=True)
-    names = sorted(
-        info.base_name
-        for info in experiment.fs.get_file_info(selector)
-        if info.base_name.startswith("experiment_state-") and info.base_name.endswith(".json")
-    )
-    if not names:
+    name = experiment.newest("experiment_state-", ".json")
+    if name is None:
         return None
     try:
-        state = json.loads((experiment / names[-1]).read_text())
+        state = json.loads((experiment / name).read_text())
         statuses = {}
         for trial_json, _ in state["trial_data"]:
             trial = json.loads(trial_json)

@@ -189,20 +189,13 @@ def continued_searcher(
 def _newest_searcher_state(experiment: Location, scratch: Path) -> Path | None:
     """A local folder holding the experiment's newest searcher state (downloaded from a
     bucket: Ray's restore_from_dir reads local paths only)."""
-    from pyarrow import fs
-
-    selector = fs.FileSelector(experiment.path, allow_not_found=True)
-    names = sorted(
-        info.base_name
-        for info in experiment.fs.get_file_info(selector)
-        if info.base_name.startswith("searcher-state-") and info.base_name.endswith(".pkl")
-    )
-    if not names:
+    name = experiment.newest("searcher-state-", ".pkl")
+    if name is None:
         return None
     if experiment.is_local:
         return experiment.local_path
-    with experiment.fs.open_input_stream(f"{experiment.path}/{names[-1]}") as stream:
-        (scratch / names[-1]).write_bytes(stream.read())
+    with experiment.fs.open_input_stream(f"{experiment.path}/{name}") as stream:
+        (scratch / name).write_bytes(stream.read())
     return scratch
 
 

@@ -223,15 +223,16 @@ def test_after_a_population_sweep_checkpoints_stay_while_a_trial_may_go_on(
     assert {t: left(tmp_path, tune[t], t) for t in values} == {"a": (True, 0), "b": (False, 0)}
 
 
-def test_keeping_everything_deletes_nothing(tmp_path: Path) -> None:
+def worse_and_better(tmp_path: Path) -> tuple[Path, dict[str, list[EndedTrial]]]:
+    """Two ended trials: t1 with its files, beaten by t2 (whose folder is empty)."""
     tune = trial_folder(tmp_path, "t1")
     saved_state(tmp_path / "ray-tune", {"t1": "TERMINATED", "t2": "TERMINATED"})
-    ended = {
-        "ray-tune": [
-            EndedTrial("t1", local(tune), 0.1),
-            EndedTrial("t2", local(tmp_path / "none"), 0.9),
-        ]
-    }
+    ended = [EndedTrial("t1", local(tune), 0.1), EndedTrial("t2", local(tmp_path / "no"), 0.9)]
+    return tune, {"ray-tune": ended}
+
+
+def test_keeping_everything_deletes_nothing(tmp_path: Path) -> None:
+    tune, ended = worse_and_better(tmp_path)
     spec = sweep_spec(exports=None, checkpoints=None)
     assert prune_after_sweep(spec, local(tmp_path), ended) is None
     assert left(tmp_path, tune, "t1") == (True, 2)
@@ -240,14 +241,7 @@ def test_keeping_everything_deletes_nothing(tmp_path: Path) -> None:
 def test_a_failed_pass_after_the_sweep_says_so_and_keeps_the_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tune = trial_folder(tmp_path, "t1")
-    saved_state(tmp_path / "ray-tune", {"t1": "TERMINATED", "t2": "TERMINATED"})
-    ended = {
-        "ray-tune": [
-            EndedTrial("t1", local(tune), 0.1),
-            EndedTrial("t2", local(tmp_path / "none"), 0.9),
-        ]
-    }
+    tune, ended = worse_and_better(tmp_path)
 
     def refuse(self: Location) -> None:
         raise PermissionError(f"{self.uri}: read-only")
