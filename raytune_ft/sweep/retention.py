@@ -233,9 +233,9 @@ class Retention:
                 self._reset()
 
             def _reset(self) -> None:
-                # Only trials whose every result this driver saw (from their first): a trial
-                # resumed by a restarted driver has an earlier best this one never heard of.
                 self.best: dict[str, float | None] = {}
+                # Trials whose every result this driver did not see (from their first): one
+                # resumed by a restarted driver has an earlier best this one never heard of.
                 self.partial: set[str] = set()
                 # Trials the saved state brought back with results (a multi-worker trial, or
                 # one sent back to step 0, starts again at iteration 1 with an earlier export).
