@@ -100,10 +100,7 @@ def as_it_ran(spec: ExperimentSpec, stored_yaml: str) -> tuple[ExperimentSpec, l
     for key, value in ADDED_SINCE.items():
         if any(k == key or k.startswith(f"{key}.") for k in stored):
             continue
-        *parents, name = key.split(".")
-        section = data
-        for part in parents:
-            section = section[part]
+        section, name = _parent(data, key)
         section[name] = value
         absent.append(key)
     return (validate_spec(data) if absent else spec), absent
@@ -119,12 +116,17 @@ def stored_form(spec: ExperimentSpec, absent: list[str]) -> str:
     later resume compares the user's spec with this one)."""
     data = spec.model_dump(mode="json")
     for key in absent:
-        *parents, name = key.split(".")
-        section = data
-        for part in parents:
-            section = section[part]
+        section, name = _parent(data, key)
         section.pop(name, None)
     return yaml.safe_dump(data, sort_keys=False)
+
+
+def _parent(data: dict[str, Any], key: str) -> tuple[dict[str, Any], str]:
+    """The mapping that holds dotted `key` in nested `data`, and the key's last part."""
+    *parents, name = key.split(".")
+    for part in parents:
+        data = data[part]
+    return data, name
 
 
 def check_unchanged(
